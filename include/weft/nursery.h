@@ -1,0 +1,65 @@
+/* weft/nursery.h - actor nurseries: structured lifetimes for actors.
+ *
+ * A nursery starts actors and supervises them one-cancels-all: an error in
+ * a run-in-actor child, or in the body, cancels every child; the exit
+ * returns the single error unchanged, or an aggregate (kind GROUP) when
+ * there are several. Daemon children cancelled during teardown add no
+ * error. No child outlives the nursery's exit.
+ *
+ * Thread: task only (see weft/task.h), and a nursery is used only by the
+ * task that opened it. */
+#ifndef WEFT_NURSERY_H
+#define WEFT_NURSERY_H
+
+#include "weft/context.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_nursery weft_nursery;
+
+typedef struct weft_actor_opts {
+	const char *name;
+	const weft_function *functions;
+	size_t nfunctions;
+} weft_actor_opts;
+
+WEFT_EXTERN weft_err weft_nursery_open(weft_nursery **out);
+
+/* Starts a daemon actor; it lives until cancelled (weft_portal_cancel_actor
+ * or the nursery's teardown). *portal is owned by the nursery and freed by
+ * weft_nursery_exit(). */
+WEFT_EXTERN weft_err weft_nursery_start_actor(weft_nursery *n,
+                                              const weft_actor_opts *opts,
+                                              weft_portal **portal);
+
+/* Starts an actor and runs `fn` in it as its one main call. A result ends
+ * the actor gracefully (read it with weft_portal_result()); an error is
+ * recorded under the child's uid and cancels the whole nursery. This
+ * portal is the caller's: it stays valid (and its outcome readable) after
+ * weft_nursery_exit(), until weft_portal_free(). */
+WEFT_EXTERN weft_err weft_nursery_run_in_actor(weft_nursery *n,
+                                               const weft_actor_opts *opts,
+                                               const char *fn,
+                                               const void *args, size_t len,
+                                               weft_portal **portal);
+
+/* Cancels every child: all get an actor cancel at once; one that has not
+ * acknowledged within weft_config.nursery_cancel_timeout_ms (3 s) is
+ * stopped hard. Returns when every child acknowledged or was stopped. */
+WEFT_EXTERN weft_err weft_nursery_cancel(weft_nursery *n);
+
+/* Ends the nursery. `body_rc` is how the body ended (an error is recorded
+ * under this actor's uid and cancels every child). Without errors, waits
+ * for every run-in-actor result and for every child to exit. Returns
+ * WEFT_OK, the one error's code (the task's error is that error), or
+ * WEFT_EFAILED with an aggregate (kind GROUP) as the task's error. A child
+ * that ends with the ContextCancelled of this nursery's own teardown adds
+ * no error. Frees the nursery and its daemon portals. */
+WEFT_EXTERN weft_err weft_nursery_exit(weft_nursery *n, weft_err body_rc);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_NURSERY_H */

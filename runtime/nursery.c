@@ -1,0 +1,362 @@
+/* runtime/nursery.c - actor nurseries: one-cancels-all supervision of
+ * in-process children (semantics.md §2.2). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/host.h"
+
+struct child {
+	weft_portal *portal;
+	weft_aid aid;
+	uint64_t token;      /* the CHILD_EXIT route */
+	struct weft_ctx *exit_waiter;
+	bool exited;
+	/* run_in_actor */
+	bool main_call;
+	weft_task *watcher;
+	char *fn;
+	void *args;
+	size_t len;
+	bool done;
+	weft_err rc;
+	weft_payload result;
+	weft_error *error;
+	struct weft__task *result_waiter;
+	struct weft_nursery *n;
+};
+
+struct weft_nursery {
+	struct weft__task *owner;
+	weft_runtime *rt;
+	struct child **children;
+	size_t nchildren;
+	weft_error **errors;
+	size_t nerrors;
+	bool cancel_called;
+};
+
+
+static void
+add_error(struct weft_nursery *n, const weft_error *e)
+{
+	if (e == NULL)
+		return;
+	weft_error **errs = realloc(n->errors,
+	                            sizeof(*errs) * (n->nerrors + 1));
+	if (errs == NULL)
+		return;
+	n->errors = errs;
+	n->errors[n->nerrors++] = weft_error_hold(e);
+}
+
+weft_err
+weft_nursery_open(weft_nursery **out)
+{
+	struct weft__task *t = weft__task_current();
+	*out = NULL;
+	if (t == NULL)
+		return WEFT_ESTATE;
+	struct weft_nursery *n = calloc(1, sizeof(*n));
+	if (n == NULL)
+		return WEFT_ENOMEM;
+	n->owner = t;
+	n->rt = weft__task_host(t)->rt;
+	*out = n;
+	return WEFT_OK;
+}
+
+static weft_err
+spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
+{
+	struct weft__task *t = weft__task_current();
+	weft_spawn_opts so = {.name = o ? o->name : NULL,
+	                      .functions = o ? o->functions : NULL,
+	                      .nfunctions = o ? o->nfunctions : 0};
+	struct weft__actor *a;
+	weft_aid aid;
+	weft_err rv;
+
+	if (t == NULL || t != n->owner)
+		return WEFT_ESTATE;
+	struct child *c = calloc(1, sizeof(*c));
+	struct child **arr = realloc(n->children,
+	                             sizeof(*arr) * (n->nchildren + 1));
+	if (c == NULL || arr == NULL) {
+		free(c);
+		if (arr)
+			n->children = arr;
+		return WEFT_ENOMEM;
+	}
+	n->children = arr;
+	c->n = n;
+	if ((rv = weft_spawn(n->rt, &so, &aid)) != WEFT_OK) {
+		free(c);
+		return rv;
+	}
+	c->aid = aid;
+	/* The child has no message yet, so it cannot be running: its host
+	 * is ours to fill in until the first send publishes it. */
+	if (weft__actor_hold(n->rt, aid, &a) == WEFT_OK) {
+		struct weft__host *h = weft__host_get(a);
+		c->exit_waiter = weft__waiter_new(t, aid, &c->token);
+		if (h && c->exit_waiter) {
+			h->parent = weft_current_actor();
+			h->parent_token = c->token;
+		}
+		weft__actor_rele(a);
+	}
+	if ((rv = weft_portal_open(n->rt, aid, &c->portal)) != WEFT_OK ||
+	    c->exit_waiter == NULL) {
+		weft_stop(n->rt, aid);
+		weft__waiter_free(c->exit_waiter);
+		weft_portal_free(c->portal);
+		free(c);
+		return rv ? rv : WEFT_ENOMEM;
+	}
+	weft__portal_set_child(c->portal, c);
+	n->children[n->nchildren++] = c;
+	*out = c;
+	return WEFT_OK;
+}
+
+weft_err
+weft_nursery_start_actor(weft_nursery *n, const weft_actor_opts *o,
+                         weft_portal **portal)
+{
+	struct child *c;
+	weft_err rv = spawn_child(n, o, &c);
+	*portal = rv == WEFT_OK ? c->portal : NULL;
+	return rv;
+}
+
+static weft_err cancel_children(weft_nursery *n);
+
+static weft_err
+watch_main_call(void *arg)
+{
+	struct child *c = arg;
+	struct weft_nursery *n = c->n;
+
+	c->rc = weft_portal_run(c->portal, c->fn, c->args, c->len,
+	                        &c->result);
+	if (c->rc != WEFT_OK) {
+		c->error = weft_error_hold(weft_task_error());
+		/* One cancels all. A child that ends with the ContextCancelled
+		 * our own teardown caused adds no error; every other failure
+		 * counts, so several failing children make a group. */
+		const weft_uid *by = c->error ? weft_error_canceller(c->error)
+		                              : NULL;
+		bool ours = n->cancel_called && c->error &&
+		            weft_error_kind(c->error) ==
+		                    WEFT_ERRKIND_CONTEXT_CANCELLED &&
+		            by && weft_current_uid() &&
+		            memcmp(by->uuid, weft_current_uid()->uuid, 16) == 0;
+		if (!ours)
+			add_error(n, c->error);
+		if (!n->cancel_called)
+			cancel_children(n);
+	} else if (!n->cancel_called) {
+		/* A result: end the child gracefully. */
+		weft_portal_cancel_actor(c->portal, NULL);
+	}
+	c->done = true;
+	if (c->result_waiter)
+		weft__task_wake(c->result_waiter, WEFT_OK);
+	return WEFT_OK;
+}
+
+weft_err
+weft_nursery_run_in_actor(weft_nursery *n, const weft_actor_opts *o,
+                          const char *fn, const void *args, size_t len,
+                          weft_portal **portal)
+{
+	struct child *c;
+	weft_err rv;
+
+	*portal = NULL;
+	if (fn == NULL)
+		return WEFT_EINVAL;
+	if ((rv = spawn_child(n, o, &c)) != WEFT_OK)
+		return rv;
+	c->main_call = true;
+	c->fn = strdup(fn);
+	c->args = malloc(len ? len : 1);
+	if (c->fn == NULL || c->args == NULL)
+		return WEFT_ENOMEM; /* the child is cancelled at exit */
+	if (len)
+		memcpy(c->args, args, len);
+	c->len = len;
+	if ((rv = weft_task_spawn(watch_main_call, c, &c->watcher)) != WEFT_OK)
+		return rv;
+	*portal = c->portal;
+	return WEFT_OK;
+}
+
+weft_err
+weft_portal_result(weft_portal *p, weft_payload *result)
+{
+	struct weft__task *t = weft__task_current();
+	struct child *c;
+
+	if (result)
+		*result = (weft_payload){0};
+	if (t == NULL)
+		return WEFT_ESTATE;
+	weft_err done_rc;
+	weft_payload kept;
+	const weft_error *kept_err;
+	if (weft__portal_outcome(p, &done_rc, &kept, &kept_err)) {
+		/* The nursery has exited; the outcome stayed with the portal. */
+		if (done_rc == WEFT_OK) {
+			if (result)
+				*result = kept;
+			return WEFT_OK;
+		}
+		weft__task_set_error(t, weft_error_hold(kept_err));
+		return done_rc;
+	}
+	if (!weft__portal_child(p, &c) || !c->main_call)
+		return WEFT_ESTATE;
+	while (!c->done) {
+		c->result_waiter = t;
+		weft_err rc = weft__task_block(t, NULL, 0, false);
+		c->result_waiter = NULL;
+		if (rc != WEFT_OK)
+			return rc;
+	}
+	if (c->rc == WEFT_OK) {
+		if (result)
+			*result = (weft_payload){c->result.data, c->result.len,
+			                         NULL, NULL};
+		return WEFT_OK;
+	}
+	weft__task_set_error(t, weft_error_hold(c->error));
+	return c->rc;
+}
+
+static weft_err
+cancel_children(weft_nursery *n)
+{
+	struct weft_ctx **waiting = calloc(n->nchildren ? n->nchildren : 1,
+	                                   sizeof(*waiting));
+
+	n->cancel_called = true;
+	if (waiting == NULL)
+		return WEFT_ENOMEM;
+	/* Every child at once, one bound for all (tractor: 3 s), then the
+	 * in-process hard kill for whoever did not acknowledge. */
+	for (size_t i = 0; i < n->nchildren; i++) {
+		struct child *c = n->children[i];
+		if (!c->exited && !weft__waiter_fired(c->exit_waiter))
+			waiting[i] = weft__cancel_actor_begin(c->portal);
+	}
+	uint64_t deadline = weft__now_ns() +
+		(uint64_t)n->rt->cfg.nursery_cancel_timeout_ms * 1000000u;
+	for (size_t i = 0; i < n->nchildren; i++) {
+		if (waiting[i] == NULL)
+			continue;
+		if (!weft__cancel_actor_end(waiting[i], deadline)) {
+			WEFT_LOG(WEFT_LOG_CANCEL,
+			         "a child did not acknowledge its cancel: "
+			         "stopping it");
+			weft__actor_kill(n->rt, n->children[i]->aid);
+		}
+	}
+	free(waiting);
+	return WEFT_OK;
+}
+
+weft_err
+weft_nursery_cancel(weft_nursery *n)
+{
+	if (weft__task_current() == NULL)
+		return WEFT_ESTATE;
+	return cancel_children(n);
+}
+
+weft_err
+weft_nursery_exit(weft_nursery *n, weft_err body_rc)
+{
+	struct weft__task *t = weft__task_current();
+	weft_err rc;
+
+	if (t == NULL || t != n->owner)
+		return WEFT_ESTATE;
+	if (body_rc != WEFT_OK) {
+		const weft_error *e = weft_task_error();
+		weft_error *own = e ? weft_error_hold(e)
+		                    : weft__error_here(WEFT_ERRKIND_RUNTIME,
+		                                       NULL, "body failed: %s",
+		                                       weft_strerror(body_rc));
+		add_error(n, own);
+		weft_error_release(own);
+		cancel_children(n);
+	}
+	/* Every main call's outcome (each watcher cancels all on error). */
+	for (size_t i = 0; i < n->nchildren; i++) {
+		struct child *c = n->children[i];
+		if (c->watcher) {
+			weft_task *w = c->watcher;
+			c->watcher = NULL;
+			/* Shield the join: teardown must finish. */
+			while (weft_task_join(w) == WEFT_ECANCELED &&
+			       !c->done) {
+				weft_task_cancel(w);
+			}
+		}
+	}
+	if (n->nerrors > 0 && !n->cancel_called)
+		cancel_children(n);
+	/* No child outlives us: wait for each one's exit. */
+	for (size_t i = 0; i < n->nchildren; i++) {
+		struct child *c = n->children[i];
+		while (!weft__waiter_fired(c->exit_waiter)) {
+			if (weft__waiter_wait(c->exit_waiter, 0) != WEFT_OK &&
+			    !weft__waiter_fired(c->exit_waiter)) {
+				/* We were cancelled: cancel the children and
+				 * keep waiting (shielded). */
+				if (!n->cancel_called)
+					cancel_children(n);
+				weft__waiter_wait(c->exit_waiter,
+				                  weft__now_ns() + 3000000000ull);
+				if (!weft__waiter_fired(c->exit_waiter))
+					weft__actor_kill(n->rt, c->aid);
+			}
+		}
+		c->exited = true;
+	}
+	if (n->nerrors == 0) {
+		rc = WEFT_OK;
+	} else if (n->nerrors == 1) {
+		weft__task_set_error(t, weft_error_hold(n->errors[0]));
+		rc = body_rc != WEFT_OK ? body_rc : WEFT_EREMOTE;
+	} else {
+		weft__task_set_error(t, weft__error_group(n->errors, n->nerrors,
+		                                          weft_current_uid()));
+		rc = WEFT_EFAILED;
+	}
+	for (size_t i = 0; i < n->nchildren; i++) {
+		struct child *c = n->children[i];
+		weft__waiter_free(c->exit_waiter);
+		if (c->main_call) {
+			/* Its portal outlives us: the caller may still read
+			 * the result, then frees it. */
+			weft__portal_keep_outcome(c->portal, c->rc, &c->result,
+			                          c->error);
+			c->error = NULL;
+		} else {
+			weft_portal_free(c->portal);
+		}
+		weft_payload_free(&c->result);
+		weft_error_release(c->error);
+		free(c->fn);
+		free(c->args);
+		free(c);
+	}
+	for (size_t i = 0; i < n->nerrors; i++)
+		weft_error_release(n->errors[i]);
+	free(n->errors);
+	free(n->children);
+	free(n);
+	return rc;
+}
