@@ -532,6 +532,8 @@ actor_run(struct weft__job *job, struct weft__worker *w)
 				finish_exit(a, WEFT_EXIT_NORMAL);
 				return;
 			}
+			if (a->host && a->host->yield_requested)
+				goto yield;
 			if (a->host && a->host->ready_head)
 				break; /* a task readied another */
 			if (weft__mailbox_mark_empty(&a->mbox)) {
@@ -553,6 +555,9 @@ requeue:
 		finish_exit(a, WEFT_EXIT_NORMAL);
 		return;
 	}
+yield:
+	if (a->host)
+		a->host->yield_requested = false;
 	weft__log_set_actor(NULL);
 	weft__sched_submit(rt->sched, &a->job, WEFT__SUBMIT_TAIL);
 }

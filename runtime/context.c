@@ -80,6 +80,7 @@ struct weft_ctx {
 	bool has_canceller;
 	weft_uid canceller;
 	bool ack_received;
+	bool start_acked;
 	uint32_t acks_owed; /* callee: CANCEL_ACKs to send at the end */
 	bool fn_done;
 	bool exited;
@@ -556,6 +557,10 @@ weft__ctx_dispatch(struct weft__host *h, weft_msg *m)
 		c->ack_received = true;
 		weft_msg_free(m);
 		break;
+	case WEFT__MSG_START_ACK:
+		c->start_acked = true;
+		weft_msg_free(m);
+		break;
 	default:
 		weft__msg_dispose(m);
 		return;
@@ -680,12 +685,17 @@ callee_main(void *arg)
 
 	free(ce);
 	c->fn_done = true;
-	if (c->stream_opened && !c->stream_closed)
-		weft_stream_close(&c->stream);
 	if (rc == WEFT_OK && !cancelled) {
+		/* The stream block ends before the function returns: Stop,
+		 * then Return. */
+		if (c->stream_opened && !c->stream_closed)
+			weft_stream_close(&c->stream);
 		ctx_send(c, msg_for(c, WEFT__MSG_RETURN, c->ret_data,
 		                    c->ret_len));
 	} else {
+		/* A failure sends no Stop: the Error is the end, and a caller
+		 * reading its stream must meet the error, not an EoC. */
+		c->stream_closed = true;
 		weft_error *e = final_error(c, rc);
 		if (e) {
 			weft_error_release(c->local_error);
@@ -724,7 +734,9 @@ callee_start(struct weft__host *h, weft_msg *m)
 	}
 	const char *name = (const char *)weft_msg_data(m) + sizeof(hdr);
 	weft_fn fn = find_fn(h, name, hdr.name_len, &fn_arg);
-	struct weft_ctx *c = ctx_new(h, false, (enum ctx_kind)hdr.kind,
+	bool want_ack = (hdr.kind & WEFT__CALL_WANT_ACK) != 0;
+	struct weft_ctx *c = ctx_new(h, false,
+	                             (enum ctx_kind)(hdr.kind & 0xFFu),
 	                             m->from, &hdr.caller, m->word);
 	if (c == NULL) {
 		weft_msg_free(m);
@@ -760,6 +772,8 @@ callee_start(struct weft__host *h, weft_msg *m)
 		return;
 	}
 	size_t off = sizeof(hdr) + hdr.name_len;
+	if (want_ack)
+		ctx_send(c, msg_for(c, WEFT__MSG_START_ACK, NULL, 0));
 	ce->c = c;
 	ce->fn = fn;
 	ce->arg = fn_arg;
@@ -939,10 +953,11 @@ weft_payload_free(weft_payload *p)
 }
 
 static weft_err
-send_start(struct weft_ctx *c, const char *fn, const void *args, size_t len)
+send_start_flags(struct weft_ctx *c, const char *fn, const void *args,
+                 size_t len, uint32_t flags)
 {
 	size_t nlen = strlen(fn);
-	struct weft__start_hdr hdr = {c->self_uid, (uint32_t)c->kind,
+	struct weft__start_hdr hdr = {c->self_uid, (uint32_t)c->kind | flags,
 	                              (uint32_t)nlen};
 	weft_msg *m = weft_msg_new(WEFT__MSG_START,
 	                           (uint32_t)(sizeof(hdr) + nlen + len));
@@ -957,6 +972,12 @@ send_start(struct weft_ctx *c, const char *fn, const void *args, size_t len)
 	m->word = c->cid;
 	m->from = weft__actor_aid(c->host->actor);
 	return ctx_send(c, m);
+}
+
+static weft_err
+send_start(struct weft_ctx *c, const char *fn, const void *args, size_t len)
+{
+	return send_start_flags(c, fn, args, len, 0);
 }
 
 static struct weft_ctx *
@@ -991,12 +1012,14 @@ raise_remote(struct weft_ctx *c)
 }
 
 weft_err
-weft_portal_run(weft_portal *p, const char *fn, const void *args, size_t len,
-                weft_payload *result)
+weft__portal_run_acked(weft_portal *p, const char *fn, const void *args,
+                       size_t len, weft_payload *result,
+                       void (*on_ack)(void *arg, weft_err rc), void *arg)
 {
 	struct weft__task *t = weft__task_current();
 	struct weft_ctx *c;
 	weft_err rc;
+	bool told = on_ack == NULL;
 
 	if (result)
 		*result = (weft_payload){0};
@@ -1004,9 +1027,15 @@ weft_portal_run(weft_portal *p, const char *fn, const void *args, size_t len,
 		return WEFT_ESTATE;
 	if ((c = caller_ctx(t, p, KIND_RUN)) == NULL)
 		return WEFT_ENOMEM;
-	if ((rc = send_start(c, fn, args, len)) != WEFT_OK)
+	rc = send_start_flags(c, fn, args, len,
+	                      on_ack ? WEFT__CALL_WANT_ACK : 0);
+	if (rc != WEFT_OK)
 		goto out;
 	for (;;) {
+		if (!told && c->start_acked) {
+			told = true;
+			on_ack(arg, WEFT_OK);
+		}
 		weft_msg *m = q_pop(c);
 		if (m && m->type == WEFT__MSG_RETURN) {
 			payload_of(m, result, true);
@@ -1031,8 +1060,17 @@ weft_portal_run(weft_portal *p, const char *fn, const void *args, size_t len,
 		}
 	}
 out:
+	if (!told)
+		on_ack(arg, rc == WEFT_OK ? WEFT_OK : rc);
 	ctx_destroy(c);
 	return rc;
+}
+
+weft_err
+weft_portal_run(weft_portal *p, const char *fn, const void *args, size_t len,
+                weft_payload *result)
+{
+	return weft__portal_run_acked(p, fn, args, len, result, NULL, NULL);
 }
 
 struct weft_ctx *
@@ -1127,6 +1165,17 @@ weft_open_context(weft_portal *p, const char *fn, const void *args,
 			break;
 		if (c->remote_error) {
 			rc = raise_remote(c);
+			goto out_fail;
+		}
+		if (c->q_head && c->q_head->type == WEFT__MSG_RETURN) {
+			/* The callee ended without started(): a protocol
+			 * violation, not something to wait out. */
+			char uid[WEFT_NAME_MAX + 16];
+			weft_uid_format(&c->peer_uid, uid, sizeof(uid));
+			rc = fail(WEFT_EPROTO, WEFT_ERRKIND_RUNTIME,
+			          "MessagingError",
+			          "%s returned from '%s' without calling "
+			          "started()", uid, fn);
 			goto out_fail;
 		}
 		if ((rc = wait_on(c, 0, false)) != WEFT_OK) {
@@ -1390,15 +1439,15 @@ weft_ctx_open_stream(weft_ctx *c, const weft_stream_opts *opts,
 	*out = NULL;
 	if (weft__task_current() == NULL)
 		return WEFT_ESTATE;
-	if (!c->caller && !c->started)
-		return fail(WEFT_ESTATE, WEFT_ERRKIND_RUNTIME, NULL,
-		            "started() must be called before opening a stream");
 	if (c->cancel_called) {
 		if (c->remote_error)
 			return raise_remote(c);
 		return fail(WEFT_ESTATE, WEFT_ERRKIND_RUNTIME, NULL,
 		            "Stream opened after Context.cancel() called");
 	}
+	if (!c->caller && !c->started)
+		return fail(WEFT_ESTATE, WEFT_ERRKIND_RUNTIME, NULL,
+		            "started() must be called before opening a stream");
 	if (c->stream_opened || c->exited)
 		return fail(WEFT_ECLOSED, WEFT_ERRKIND_RUNTIME,
 		            "ClosedResourceError", "the stream was already used");
@@ -1434,7 +1483,10 @@ weft_stream_send(weft_stream *s, const void *data, size_t len)
 	if (weft__task_is_cancelled(t))
 		return fail(WEFT_ECANCELED, WEFT_ERRKIND_CANCELLED, NULL,
 		            "the task was cancelled");
-	return ctx_send(c, msg_for(c, WEFT__MSG_YIELD, data, len));
+	weft_err rc = ctx_send(c, msg_for(c, WEFT__MSG_YIELD, data, len));
+	if (rc == WEFT_OK)
+		weft__task_note_send(t);
+	return rc;
 }
 
 /* Takes the next stream event off the queue: an item (true, *out set) or
@@ -1453,8 +1505,17 @@ next_item(struct weft_ctx *c, weft_msg **item, weft_err *rc)
 			return false;
 		}
 		if (c->stream_closed) {
-			*rc = fail(WEFT_ECLOSED, WEFT_ERRKIND_RUNTIME,
-			           "ClosedResourceError", "the stream is closed");
+			/* Our own close marked the stream ended (§2.5). */
+			*rc = fail(WEFT_EEOC, WEFT_ERRKIND_RUNTIME,
+			           "EndOfChannel", "the stream was closed");
+			return false;
+		}
+		struct weft__task *t = weft__task_current();
+		if (t && weft__task_is_cancelled(t)) {
+			/* A receive is a checkpoint: cancelled means cancelled,
+			 * even with items queued (level-triggered). */
+			*rc = fail(WEFT_ECANCELED, WEFT_ERRKIND_CANCELLED, NULL,
+			           "the task was cancelled");
 			return false;
 		}
 		weft_msg *m = q_pop(c);
@@ -1560,8 +1621,13 @@ weft_stream_close(weft_stream *s)
 	}
 	c->q_head = keep_head;
 	c->q_tail = keep_tail;
-	if (!c->exited && !(c->fn_done && c->caller))
-		ctx_send(c, msg_for(c, WEFT__MSG_STREAM_STOP, NULL, 0));
+	/* Shielded and quiet (§2.5): a peer that has gone is no error here,
+	 * and must not replace the error the task is ending with. */
+	if (!c->exited && !(c->fn_done && c->caller)) {
+		weft_msg *m = msg_for(c, WEFT__MSG_STREAM_STOP, NULL, 0);
+		if (m)
+			weft__send_sys(c->host->rt, c->peer, m);
+	}
 	return WEFT_OK;
 }
 

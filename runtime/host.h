@@ -29,6 +29,7 @@ enum {
 	WEFT__MSG_ACTOR_CANCEL, /* cancel the whole actor */
 	WEFT__MSG_ACTOR_CANCEL_ACK,
 	WEFT__MSG_CHILD_EXIT,   /* to a nursery's actor: a child exited */
+	WEFT__MSG_START_ACK,    /* the callee found the function */
 };
 
 /* START's data: this header, the function name (name_len bytes, no NUL),
@@ -40,6 +41,9 @@ struct weft__start_hdr {
 };
 
 enum weft__call_kind { WEFT__CALL_RUN = 1, WEFT__CALL_CONTEXT = 2 };
+/* In start_hdr.kind: the caller wants a START_ACK (tractor's StartAck)
+ * before anything else. */
+#define WEFT__CALL_WANT_ACK 0x100u
 
 struct weft__task;
 struct weft__scope;
@@ -59,6 +63,7 @@ struct weft__host {
 	size_t ntasks;
 	struct weft__task *ready_head, *ready_tail;
 	struct weft__task *running;
+	bool yield_requested; /* a task gave up the turn */
 
 	/* whole-actor cancel (portal cancel_actor) */
 	bool cancelling;
@@ -135,6 +140,9 @@ void weft__task_wake(struct weft__task *t, weft_err rc);
 /* What `t` is blocked on, or NULL. */
 void *weft__task_waiting_on(struct weft__task *t);
 bool weft__task_is_cancelled(struct weft__task *t);
+/* Counts a send; every 64 sends without a suspension the task yields its
+ * actor's turn (the actor requeues at the tail). */
+void weft__task_note_send(struct weft__task *t);
 void weft__task_cancel(struct weft__task *t);
 /* Replace the current task's error (takes the reference). */
 void weft__task_set_error(struct weft__task *t, weft_error *e);
@@ -187,6 +195,15 @@ bool weft__portal_outcome(weft_portal *p, weft_err *rc, weft_payload *result,
 struct weft_ctx *weft__cancel_actor_begin(weft_portal *p);
 bool weft__cancel_actor_end(struct weft_ctx *c, uint64_t deadline);
 void weft__portal_set_child(weft_portal *p, struct child *c);
+
+/* weft_portal_run that first waits for the callee's START_ACK: *acked is
+ * set, and `on_ack(arg, rc)` called once, when the ack (rc WEFT_OK) or an
+ * error instead of it (rc != WEFT_OK, the task's error says why) arrives. */
+weft_err weft__portal_run_acked(weft_portal *p, const char *fn,
+                                const void *args, size_t len,
+                                weft_payload *result,
+                                void (*on_ack)(void *arg, weft_err rc),
+                                void *arg);
 
 /* Makes an error record whose source is the current actor. */
 weft_error *weft__error_here(weft_errkind kind, const char *type,

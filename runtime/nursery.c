@@ -23,6 +23,10 @@ struct child {
 	weft_error *error;
 	struct weft__task *result_waiter;
 	struct weft_nursery *n;
+	/* the START_ACK of the main call: 0 pending, 1 acked, else refused */
+	int start_state;
+	weft_err start_rc;
+	struct weft__task *start_waiter;
 };
 
 struct weft_nursery {
@@ -90,7 +94,19 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 	n->children = arr;
 	c->n = n;
 	if ((rv = weft_spawn(n->rt, &so, &aid)) != WEFT_OK) {
+		/* A bad spec fails here, in the parent, before any spawn
+		 * (S120/S121). */
 		free(c);
+		weft__task_set_error(
+			t, weft__error_here(WEFT_ERRKIND_RUNTIME,
+			                    rv == WEFT_EINVAL ? "ValueError" : NULL,
+			                    "cannot start actor '%s': %s",
+			                    so.name ? so.name : "actor",
+			                    rv == WEFT_EINVAL
+			                            ? "invalid spec (a function "
+			                              "without a name or body, or "
+			                              "a name too long)"
+			                            : weft_strerror(rv)));
 		return rv;
 	}
 	c->aid = aid;
@@ -131,26 +147,44 @@ weft_nursery_start_actor(weft_nursery *n, const weft_actor_opts *o,
 
 static weft_err cancel_children(weft_nursery *n);
 
+static void
+main_call_acked(void *arg, weft_err rc)
+{
+	struct child *c = arg;
+	c->start_state = rc == WEFT_OK ? 1 : 2;
+	c->start_rc = rc;
+	if (c->start_waiter)
+		weft__task_wake(c->start_waiter, WEFT_OK);
+}
+
 static weft_err
 watch_main_call(void *arg)
 {
 	struct child *c = arg;
 	struct weft_nursery *n = c->n;
 
-	c->rc = weft_portal_run(c->portal, c->fn, c->args, c->len,
-	                        &c->result);
-	if (c->rc != WEFT_OK) {
+	c->rc = weft__portal_run_acked(c->portal, c->fn, c->args, c->len,
+	                               &c->result, main_call_acked, c);
+	if (c->rc != WEFT_OK && c->start_state == 2) {
+		/* Refused at start: run_in_actor() itself reports it; the
+		 * watcher was never armed. */
 		c->error = weft_error_hold(weft_task_error());
-		/* One cancels all. A child that ends with the ContextCancelled
-		 * our own teardown caused adds no error; every other failure
-		 * counts, so several failing children make a group. */
-		const weft_uid *by = c->error ? weft_error_canceller(c->error)
-		                              : NULL;
+	} else if (c->rc != WEFT_OK) {
+		c->error = weft_error_hold(weft_task_error());
+		/* One cancels all. Once our teardown has begun, a child that
+		 * ends with its effects (the ContextCancelled it caused, or a
+		 * TransportClosed because a sibling went first) adds no error;
+		 * every other failure counts, so several independently
+		 * failing children make a group. */
 		bool ours = n->cancel_called && c->error &&
-		            weft_error_kind(c->error) ==
-		                    WEFT_ERRKIND_CONTEXT_CANCELLED &&
-		            by && weft_current_uid() &&
-		            memcmp(by->uuid, weft_current_uid()->uuid, 16) == 0;
+		            (weft_error_kind(c->error) ==
+		                     WEFT_ERRKIND_CONTEXT_CANCELLED ||
+		             weft_error_kind(c->error) ==
+		                     WEFT_ERRKIND_TRANSPORT_CLOSED ||
+		             strcmp(weft_error_src_type(c->error),
+		                    "ContextCancelled") == 0 ||
+		             strcmp(weft_error_src_type(c->error),
+		                    "TransportClosed") == 0);
 		if (!ours)
 			add_error(n, c->error);
 		if (!n->cancel_called)
@@ -188,6 +222,20 @@ weft_nursery_run_in_actor(weft_nursery *n, const weft_actor_opts *o,
 	c->len = len;
 	if ((rv = weft_task_spawn(watch_main_call, c, &c->watcher)) != WEFT_OK)
 		return rv;
+	/* Wait for the child to accept the call (tractor's StartAck): a
+	 * refusal fails run_in_actor() itself (S056). */
+	struct weft__task *t = weft__task_current();
+	while (c->start_state == 0) {
+		c->start_waiter = t;
+		rv = weft__task_block(t, NULL, 0, false);
+		c->start_waiter = NULL;
+		if (rv != WEFT_OK)
+			return rv;
+	}
+	if (c->start_state == 2) {
+		weft__task_set_error(t, weft_error_hold(c->error));
+		return c->start_rc;
+	}
 	*portal = c->portal;
 	return WEFT_OK;
 }
@@ -308,13 +356,18 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 	if (n->nerrors > 0 && !n->cancel_called)
 		cancel_children(n);
 	/* No child outlives us: wait for each one's exit. */
+	bool cancelled = false;
 	for (size_t i = 0; i < n->nchildren; i++) {
 		struct child *c = n->children[i];
 		while (!weft__waiter_fired(c->exit_waiter)) {
 			if (weft__waiter_wait(c->exit_waiter, 0) != WEFT_OK &&
 			    !weft__waiter_fired(c->exit_waiter)) {
-				/* We were cancelled: cancel the children and
-				 * keep waiting (shielded). */
+				/* We were cancelled: that is our error; cancel
+				 * the children and keep waiting (shielded). */
+				if (!cancelled) {
+					cancelled = true;
+					add_error(n, weft_task_error());
+				}
 				if (!n->cancel_called)
 					cancel_children(n);
 				weft__waiter_wait(c->exit_waiter,
@@ -329,7 +382,9 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		rc = WEFT_OK;
 	} else if (n->nerrors == 1) {
 		weft__task_set_error(t, weft_error_hold(n->errors[0]));
-		rc = body_rc != WEFT_OK ? body_rc : WEFT_EREMOTE;
+		rc = body_rc != WEFT_OK ? body_rc
+		     : cancelled        ? WEFT_ECANCELED
+		                        : WEFT_EREMOTE;
 	} else {
 		weft__task_set_error(t, weft__error_group(n->errors, n->nerrors,
 		                                          weft_current_uid()));
@@ -338,7 +393,7 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 	for (size_t i = 0; i < n->nchildren; i++) {
 		struct child *c = n->children[i];
 		weft__waiter_free(c->exit_waiter);
-		if (c->main_call) {
+		if (c->main_call && c->start_state != 2) {
 			/* Its portal outlives us: the caller may still read
 			 * the result, then frees it. */
 			weft__portal_keep_outcome(c->portal, c->rc, &c->result,

@@ -42,6 +42,7 @@ struct weft__task {
 	struct weft__timer_node tnode;
 	struct weft__scope *scope; /* innermost */
 	uint32_t ncancelled;       /* cancelled scopes on the stack */
+	uint32_t sends;            /* sends since it last suspended */
 
 	struct weft__task *joiner;
 	bool has_handle;
@@ -252,6 +253,7 @@ weft__task_block(struct weft__task *t, void *on, uint64_t deadline,
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 		weft__timer_arm(t->host->rt, &t->tnode);
 	}
+	t->sends = 0;
 	weft__fiber_suspend();
 	/* Possibly on another worker now: re-read nothing thread-local. */
 	t->blocked = false;
@@ -268,9 +270,8 @@ weft__task_block(struct weft__task *t, void *on, uint64_t deadline,
 	if (t->wake_rc == WEFT_ECANCELED)
 		return fail_current(WEFT_ECANCELED, WEFT_ERRKIND_CANCELLED,
 		                    NULL, "the task was cancelled");
-	if (t->wake_rc == WEFT_ETIMEDOUT)
-		return fail_current(WEFT_ETIMEDOUT, WEFT_ERRKIND_RUNTIME,
-		                    "TooSlowError", "timed out");
+	/* A deadline is not a failure by itself (weft_sleep ends that way):
+	 * the caller records an error if it treats it as one. */
 	return t->wake_rc;
 }
 
@@ -362,8 +363,31 @@ weft__host_run_ready(struct weft__host *h)
 		h->running = NULL;
 		if (weft__fiber_finished(t->fiber))
 			task_finished(h, t);
+		if (h->yield_requested)
+			break; /* the actor's turn ends here */
 	}
 	host_after_run(h);
+}
+
+#define SENDS_PER_TURN 64
+
+void
+weft__task_note_send(struct weft__task *t)
+{
+	if (++t->sends < SENDS_PER_TURN)
+		return;
+	/* A task that only sends would keep its worker (and, on one worker,
+	 * its receivers) forever, piling its messages into their mailboxes:
+	 * every 64 sends it gives up the turn and its actor goes to the back
+	 * of the run queue. */
+	t->sends = 0;
+	t->host->yield_requested = true;
+	t->blocked = true;
+	t->wait_on = NULL;
+	t->wake_rc = WEFT_OK;
+	make_ready(t);
+	weft__fiber_suspend();
+	t->blocked = false;
 }
 
 /* ---- the public task API ---- */

@@ -18,6 +18,11 @@ struct weft__timers {
 	struct weft__timer_node **heap;
 	size_t len, cap;
 	bool stop;
+	/* What the thread sleeps until (UINT64_MAX: no deadline). Arming
+	 * wakes it only for an earlier deadline; a removed entry just costs
+	 * it one early wake-up, so a cancel-then-rearm cycle (every context
+	 * cancel) costs no futex call. */
+	uint64_t waiting_until;
 	weft_runtime *rt;
 };
 
@@ -107,9 +112,11 @@ timer_main(void *arg)
 			continue;
 		}
 		if (tm->len == 0) {
+			tm->waiting_until = UINT64_MAX;
 			pthread_cond_wait(&tm->cond, &tm->lock);
 		} else {
 			uint64_t d = tm->heap[0]->deadline;
+			tm->waiting_until = d;
 			struct timespec ts = {(time_t)(d / 1000000000u),
 			                      (long)(d % 1000000000u)};
 			pthread_cond_timedwait(&tm->cond, &tm->lock, &ts);
@@ -142,6 +149,7 @@ timers_get(weft_runtime *rt)
 			pthread_condattr_destroy(&ca);
 			pthread_mutex_init(&tm->lock, NULL);
 			tm->rt = rt;
+			tm->waiting_until = UINT64_MAX;
 			if (pthread_create(&tm->thread, NULL, timer_main, tm)) {
 				free(tm);
 				tm = NULL;
@@ -177,8 +185,10 @@ weft__timer_arm(weft_runtime *rt, struct weft__timer_node *n)
 	}
 	place(tm->heap, tm->len, n);
 	heap_up(tm->heap, tm->len++);
-	if (tm->heap[0] == n)
-		pthread_cond_signal(&tm->cond); /* new earliest deadline */
+	if (n->deadline < tm->waiting_until) {
+		tm->waiting_until = n->deadline;
+		pthread_cond_signal(&tm->cond); /* an earlier deadline */
+	}
 	pthread_mutex_unlock(&tm->lock);
 }
 

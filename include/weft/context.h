@@ -121,7 +121,8 @@ typedef struct weft_ctx_opts {
  * owned by the context. On failure *ctx is NULL: WEFT_EREMOTE if the callee
  * failed before started (or does not expose fn); WEFT_ESTATE
  * (RuntimeError, "Invalid Operation") for a context with the current actor
- * itself, before anything is sent; WEFT_ECANCELED if this task was
+ * itself, before anything is sent; WEFT_EPROTO (MessagingError) if the
+ * callee returned without calling started(); WEFT_ECANCELED if this task was
  * cancelled while waiting (the callee is cancelled too).
  * The context is a cancel scope: a remote error arriving while it is open
  * cancels what the task is blocked in (unless it is blocked on this very

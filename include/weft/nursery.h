@@ -54,9 +54,10 @@ WEFT_EXTERN weft_err weft_nursery_cancel(weft_nursery *n);
  * under this actor's uid and cancels every child). Without errors, waits
  * for every run-in-actor result and for every child to exit. Returns
  * WEFT_OK, the one error's code (the task's error is that error), or
- * WEFT_EFAILED with an aggregate (kind GROUP) as the task's error. A child
- * that ends with the ContextCancelled of this nursery's own teardown adds
- * no error. Frees the nursery and its daemon portals. */
+ * WEFT_EFAILED with an aggregate (kind GROUP) as the task's error. Once the
+ * teardown has begun, a child that ends with its effects (a
+ * ContextCancelled, or a TransportClosed because a sibling exited first)
+ * adds no error. Frees the nursery and its daemon portals. */
 WEFT_EXTERN weft_err weft_nursery_exit(weft_nursery *n, weft_err body_rc);
 
 #ifdef __cplusplus

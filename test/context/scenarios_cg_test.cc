@@ -10,18 +10,20 @@
 //        test binary itself would receive it.
 //   S072 test_cancel_via_SIGINT_other_task: the same, SIGINT from another
 //        task.
+// Outside this file's range (section G also lists them): S122 (StartAck
+// send fails: weft's protocol has no StartAck) and S123 (a unit test
+// counting mocked transport sends).
 // Ported with an in-process reading (the rest of the scenario is kept):
 //   S056 tractor's TypeError comes from binding Python kwargs when the child
 //        builds the coroutine, so it answers Start with an Error instead of a
 //        StartAck. weft has no kwargs binding at Start; the refused Start is
 //        a function the child does not expose (NO_SUCH_FUNCTION).
-//   S058/S059/S063-S070 "some fail while others still spawn": in-process
-//        spawn is instant. Where the outcome depends on which failure the
-//        parent sees first (one-cancels-all cancels the slower siblings), the
-//        order is forced: the parent holds its worker (HoldActorUntil) until
-//        every child has failed, so the parent sees all failures; each child
-//        counts down right before returning its error, and its Error is sent
-//        in that same turn, before it can handle a cancel.
+//   S057/S058/S059/S063-S070 "some fail while others still spawn": where
+//        the outcome depends on which failure the parent sees first
+//        (one-cancels-all cancels the siblings that have not failed yet),
+//        the order tractor's expectation describes is forced with a
+//        FailGate: every child fails, and the parent sees the failures only
+//        once all were sent.
 //   S073 the grandchild blocks its worker in a sync sleep. A process can be
 //        hard-killed mid-call; an in-process actor cannot be interrupted
 //        during a blocking C call: it is stopped at its next turn (when the
@@ -33,7 +35,9 @@
 //        the KeyboardInterrupt task cancels its sibling, as trio's nursery
 //        does when one task raises.
 //   S117-S119 find_actor('root') (discovery, section I) is replaced by
-//        passing root's address to the child.
+//        passing root's address to the child. Root is an actor with a
+//        function table (enable_modules); its test body is its "h:main"
+//        function, run by a driver task.
 //   S120/S121 Python imports each enabled module in the parent while
 //        building the child's spec. weft's "modules" are function tables: the
 //        local, pre-spawn failure is an invalid table (a function without a
@@ -174,12 +178,22 @@ class Record {
     auto it = errors_.find(k);
     return it == errors_.end() ? nullptr : it->second;
   }
+  // Every actor of a tree, registered by its parent (to check none is left).
+  void Spawned(weft_aid a) {
+    std::lock_guard<std::mutex> g(mu_);
+    spawned_.push_back(a);
+  }
+  std::vector<weft_aid> Spawned() {
+    std::lock_guard<std::mutex> g(mu_);
+    return spawned_;
+  }
 
  private:
   std::mutex mu_;
   std::map<std::string, long> ints_;
   std::map<std::string, weft_uid> uids_;
   std::map<std::string, weft_error *> errors_;
+  std::vector<weft_aid> spawned_;
 };
 
 template <class T>
@@ -189,14 +203,43 @@ T ArgsOf(const weft_payload *p) {
   return v;
 }
 
-// Forces "every child failed before the parent handles any of it": blocks
-// the calling actor's worker thread (so this actor handles no message) until
-// `gate` opens. The other workers run the children.
-bool HoldActorUntil(Latch &gate) {
-  bool ok = gate.WaitFor(std::chrono::seconds(30));
-  EXPECT_TRUE(ok) << "the children never reached the gate";
-  return ok;
-}
+// Forces the order "every run_in_actor child fails, and the parent sees all
+// the failures only after the last one was sent" (one-cancels-all would
+// otherwise cancel whichever siblings had not failed yet):
+//   1. the children wait (cooperatively) until the parent opens the gate,
+//      which it does once every child is spawned, so no child fails while
+//      the parent still spawns (nothing fails before the gate opens, so
+//      nothing is cancelled either);
+//   2. the parent then holds its worker thread (this actor handles no
+//      message) until every child has counted down, which each does right
+//      before returning its error: the Error is sent in that same turn,
+//      before the child could handle a cancel.
+class FailGate {
+ public:
+  explicit FailGate(int n) : failing_(n) {}
+
+  // Child: wait until the parent opens the gate.
+  weft_err WaitOpen() {
+    while (!open_.load(std::memory_order_acquire)) {
+      weft_err rc = weft_sleep(1 * kMs);
+      if (rc != WEFT_OK) return rc;
+    }
+    return WEFT_OK;
+  }
+  // Child: right before returning its error.
+  void Failing() { failing_.CountDown(); }
+  // Parent, once every child is spawned.
+  bool OpenAndHold() {
+    open_.store(true, std::memory_order_release);
+    bool ok = failing_.WaitFor(std::chrono::seconds(30));
+    EXPECT_TRUE(ok) << "the children never reached the gate";
+    return ok;
+  }
+
+ private:
+  std::atomic<bool> open_{false};
+  Latch failing_;
+};
 
 // Releases an error reference when the test's scope ends (also after a
 // failed ASSERT), so that TearDown's leak check stays meaningful.
@@ -208,26 +251,52 @@ struct Releaser {
   }
 };
 
+// Ends the nursery, then frees the run_in_actor portals, which are the
+// caller's and outlive the nursery (weft/nursery.h). Keeps the exit's code
+// and error.
+weft_err ExitNursery(weft_nursery *n, weft_err body,
+                     const std::vector<weft_portal *> &ria) {
+  weft_err rc = weft_nursery_exit(n, body);
+  for (weft_portal *p : ria) weft_portal_free(p);
+  return rc;
+}
+
 bool ActorGone(weft_runtime *rt, weft_aid aid) {
   weft_uid u;
   return weft_actor_uid(rt, aid, &u) == WEFT_ECLOSED;
+}
+
+// Every actor the tree registered has exited (an actor is closed before it
+// tells its parent, so this holds as soon as the root's nursery returned).
+::testing::AssertionResult TreeGone(weft_runtime *rt, Record &rec,
+                                    size_t expected) {
+  std::vector<weft_aid> all = rec.Spawned();
+  if (all.size() != expected)
+    return ::testing::AssertionFailure()
+           << all.size() << " actors registered, expected " << expected;
+  size_t alive = 0;
+  for (weft_aid a : all)
+    if (!ActorGone(rt, a)) alive++;
+  if (alive)
+    return ::testing::AssertionFailure()
+           << alive << " actor(s) of the tree outlived the root's nursery";
+  return ::testing::AssertionSuccess();
 }
 
 // ---- the child endpoints (tractor's test module) ----
 
 struct ErrArgs {
   uint32_t delay_ms;
-  Latch *gate; // counted down right before failing (may be null)
+  FailGate *gate; // may be null
 };
 
 // assert_err(delay): sleep, then `assert 0`.
 weft_err AssertErr(weft_ctx *, const weft_payload *a, void *) {
   ErrArgs x = ArgsOf<ErrArgs>(a);
-  if (x.delay_ms) {
-    weft_err rc = weft_sleep(x.delay_ms * kMs);
-    if (rc != WEFT_OK) return rc;
-  }
-  if (x.gate) x.gate->CountDown();
+  weft_err rc;
+  if (x.gate && (rc = x.gate->WaitOpen()) != WEFT_OK) return rc;
+  if (x.delay_ms && (rc = weft_sleep(x.delay_ms * kMs)) != WEFT_OK) return rc;
+  if (x.gate) x.gate->Failing();
   return weft_fail("AssertionError", "assert 0");
 }
 
@@ -309,8 +378,13 @@ extern const size_t kNFns;
 
 // spawn_sub_with_sync_blocking_task(): a nursery with one run_in_actor of
 // spin_for(3 s) named 'sleeper', waited for.
-weft_err SpawnSubWithSyncBlockingTask(weft_ctx *, const weft_payload *,
+struct TreeArgs {
+  Record *rec;
+};
+
+weft_err SpawnSubWithSyncBlockingTask(weft_ctx *, const weft_payload *a,
                                       void *) {
+  TreeArgs x = ArgsOf<TreeArgs>(a);
   weft_nursery *n = nullptr;
   weft_err rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
@@ -318,13 +392,15 @@ weft_err SpawnSubWithSyncBlockingTask(weft_ctx *, const weft_payload *,
   weft_portal *p = nullptr;
   SpinArgs sa{3000};
   rc = weft_nursery_run_in_actor(n, &o, "t:spin_for", &sa, sizeof(sa), &p);
-  return weft_nursery_exit(n, rc);
+  if (p && x.rec) x.rec->Spawned(weft_portal_aid(p));
+  return ExitNursery(n, rc, {p});
 }
 
 struct SpawnArgs {
   uint32_t breadth;
   uint32_t depth;
-  Latch *parent_gate;
+  FailGate *parent_gate;
+  Record *rec;
 };
 
 // spawn_and_error(breadth, depth): a nursery of `breadth` run_in_actor
@@ -332,16 +408,19 @@ struct SpawnArgs {
 weft_err SpawnAndError(weft_ctx *, const weft_payload *a, void *) {
   SpawnArgs x = ArgsOf<SpawnArgs>(a);
   std::string me = weft_current_uid()->name;
-  Latch gate(static_cast<int>(x.breadth));
+  weft_err rc;
+  if (x.parent_gate && (rc = x.parent_gate->WaitOpen()) != WEFT_OK) return rc;
+  FailGate gate(static_cast<int>(x.breadth));
   weft_nursery *n = nullptr;
-  weft_err rc = weft_nursery_open(&n);
+  rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
+  std::vector<weft_portal *> ria;
   for (uint32_t i = 0; i < x.breadth && rc == WEFT_OK; i++) {
     char name[64]; // fits WEFT_NAME_MAX for the sizes used here
     weft_portal *p = nullptr;
     if (x.depth > 0) {
       std::snprintf(name, sizeof(name), "spawner_%u_depth_%u", i, x.depth);
-      SpawnArgs sa{x.breadth, x.depth - 1, &gate};
+      SpawnArgs sa{x.breadth, x.depth - 1, &gate, x.rec};
       weft_actor_opts o{name, kFns, kNFns};
       rc = weft_nursery_run_in_actor(n, &o, "t:spawn_and_error", &sa,
                                      sizeof(sa), &p);
@@ -353,13 +432,15 @@ weft_err SpawnAndError(weft_ctx *, const weft_payload *a, void *) {
                                      &p);
     }
     EXPECT_EQ(WEFT_OK, rc) << me << " child " << i;
+    ria.push_back(p);
+    if (p && x.rec) x.rec->Spawned(weft_portal_aid(p));
   }
   if (rc == WEFT_OK) {
     rc = weft_checkpoint(); // the watchers send their Start
-    if (rc == WEFT_OK) HoldActorUntil(gate);
+    if (rc == WEFT_OK) gate.OpenAndHold();
   }
-  rc = weft_nursery_exit(n, rc);
-  if (x.parent_gate) x.parent_gate->CountDown();
+  rc = ExitNursery(n, rc, ria);
+  if (x.parent_gate) x.parent_gate->Failing();
   return rc;
 }
 
@@ -447,6 +528,7 @@ weft_err MidHold(weft_ctx *ctx, const weft_payload *a, void *) {
   weft_portal *leaf = nullptr;
   weft_ctx *lc = nullptr;
   rc = weft_nursery_start_actor(n, &o, &leaf);
+  if (rc == WEFT_OK) x.rec->Spawned(weft_portal_aid(leaf));
   SleepCtxArgs sa{x.rec};
   if (rc == WEFT_OK)
     rc = weft_open_context(leaf, "t:sleep_forever_ctx", &sa, sizeof(sa),
@@ -529,8 +611,8 @@ class CG : public weft::testing::RuntimeTest {
   bool wd_done_ = false;
 };
 
-// Several nurseries hold their worker at once (HoldActorUntil at every
-// level of the tree): give each one a worker.
+// Several nurseries hold their worker at once (FailGate at every level of
+// the tree): give each one a worker.
 class CGWide : public CG {
  protected:
   void Configure(weft_config *cfg) override { cfg->workers = 40; }
@@ -563,7 +645,7 @@ TEST_F(CG, S055_RemoteError_AssertErrRaisedFromResultAndNursery) {
           EXPECT_EQ(WEFT_EREMOTE, r);
           EXPECT_TRUE(IsAssertionErrorFrom(weft_task_error(), "errorer"));
         }
-        return weft_nursery_exit(n, r); // root re-raises
+        return ExitNursery(n, r, {p}); // root re-raises
       },
       &err);
   ASSERT_NE(nullptr, err);
@@ -587,7 +669,6 @@ TEST_F(CG, S055_RemoteError_AssertErrRaisedFromResultAndNursery) {
 TEST_F(CG, S056_RemoteError_RefusedStartRaisesFromRunInActor) {
   weft_error *err = nullptr;
   Releaser release_err{&err};
-  weft_uid errorer{};
   weft_err rc = RunTask(
       rt_, "root",
       [&]() -> weft_err {
@@ -607,7 +688,7 @@ TEST_F(CG, S056_RemoteError_RefusedStartRaisesFromRunInActor) {
               << Describe(e);
           EXPECT_EQ("errorer", NameOf(weft_error_src_uid(e)));
         }
-        return weft_nursery_exit(n, r);
+        return ExitNursery(n, r, {p});
       },
       &err);
   EXPECT_EQ(WEFT_EREMOTE, rc);
@@ -619,7 +700,6 @@ TEST_F(CG, S056_RemoteError_RefusedStartRaisesFromRunInActor) {
   EXPECT_EQ("errorer", NameOf(weft_error_src_uid(err)));
   EXPECT_TRUE(HasRelayPath(err, {"errorer"}));
   EXPECT_NE(nullptr, std::strstr(weft_error_message(err), "not_exposed"));
-  (void)errorer;
 }
 
 // ---------------------------------------------------------------------
@@ -632,7 +712,7 @@ TEST_F(CG, S057_MultiError_GroupOfEveryChildAndTheBody) {
   weft_error *err = nullptr;
   Releaser release_err{&err};
   weft_aid aids[2]{};
-  Latch gate(2);
+  FailGate gate(2);
   weft_err rc = RunTask(
       rt_, "root",
       [&]() -> weft_err {
@@ -650,11 +730,11 @@ TEST_F(CG, S057_MultiError_GroupOfEveryChildAndTheBody) {
         }
         weft_err r = weft_checkpoint(); // both watchers send their Start
         EXPECT_EQ(WEFT_OK, r);
-        HoldActorUntil(gate);
+        gate.OpenAndHold();
         r = weft_portal_result(p[1], nullptr);
         EXPECT_EQ(WEFT_EREMOTE, r);
         EXPECT_TRUE(IsAssertionErrorFrom(weft_task_error(), "errorer2"));
-        return weft_nursery_exit(n, r);
+        return ExitNursery(n, r, {p[0], p[1]});
       },
       &err);
   EXPECT_EQ(WEFT_EFAILED, rc);
@@ -687,7 +767,7 @@ TEST_P(FastNursery, TwentyFiveLeaves) {
   const int kN = 25;
   uint32_t delay = GetParam();
   std::vector<weft_aid> aids(kN);
-  Latch gate(kN);
+  FailGate gate(kN);
   weft_error *err = nullptr;
   Releaser release_err{&err};
   auto t0 = Clock::now();
@@ -696,6 +776,7 @@ TEST_P(FastNursery, TwentyFiveLeaves) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
+        std::vector<weft_portal *> ria;
         for (int i = 0; i < kN; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "errorer_%d", i);
@@ -706,10 +787,11 @@ TEST_P(FastNursery, TwentyFiveLeaves) {
                     weft_nursery_run_in_actor(n, &o, "t:assert_err", &ea,
                                               sizeof(ea), &p));
           if (p) aids[i] = weft_portal_aid(p);
+          ria.push_back(p);
         }
         EXPECT_EQ(WEFT_OK, weft_checkpoint());
-        HoldActorUntil(gate);
-        return weft_nursery_exit(n, WEFT_OK);
+        gate.OpenAndHold();
+        return ExitNursery(n, WEFT_OK, ria);
       },
       &err);
   EXPECT_LT(SecondsSince(t0), 30.0);
@@ -910,7 +992,7 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
   const SomeCancelsAll c = GetParam();
   bool ria_fails = std::strcmp(c.ria_fn, "t:assert_err") == 0;
   std::vector<weft_aid> aids;
-  Latch gate(c.n);
+  FailGate gate(c.n);
   weft_error *err = nullptr;
   Releaser release_err{&err};
   auto t0 = Clock::now();
@@ -919,7 +1001,7 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
-        std::vector<weft_portal *> daemons;
+        std::vector<weft_portal *> daemons, ria;
         for (int i = 0; i < c.n; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "daemon_%d", i);
@@ -938,6 +1020,7 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
           EXPECT_EQ(WEFT_OK, weft_nursery_run_in_actor(n, &o, c.ria_fn, &ea,
                                                        sizeof(ea), &p));
           if (p) aids.push_back(weft_portal_aid(p));
+          ria.push_back(p);
         }
         weft_err body = WEFT_OK;
         for (int i = 0; c.da_fn && i < c.n; i++) {
@@ -952,9 +1035,9 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
         }
         if (body == WEFT_OK && ria_fails) {
           EXPECT_EQ(WEFT_OK, weft_checkpoint());
-          HoldActorUntil(gate);
+          gate.OpenAndHold();
         }
-        return weft_nursery_exit(n, body);
+        return ExitNursery(n, body, ria);
       },
       &err);
   EXPECT_LT(SecondsSince(t0), 10.0);
@@ -1043,7 +1126,8 @@ class NestedMultiErrors : public CGWide,
 TEST_P(NestedMultiErrors, GroupOfTwoSpawnerGroups) {
   uint32_t depth = GetParam();
   double bound = depth == 1 ? 6.0 : 12.0;
-  Latch gate(2);
+  FailGate gate(2);
+  Record rec;
   weft_error *err = nullptr;
   Releaser release_err{&err};
   auto t0 = Clock::now();
@@ -1052,19 +1136,22 @@ TEST_P(NestedMultiErrors, GroupOfTwoSpawnerGroups) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
+        std::vector<weft_portal *> ria;
         for (int i = 0; i < 2; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "spawner_%d", i);
           weft_actor_opts o{name, kFns, kNFns};
-          SpawnArgs sa{2, depth, &gate};
+          SpawnArgs sa{2, depth, &gate, &rec};
           weft_portal *p = nullptr;
           EXPECT_EQ(WEFT_OK,
                     weft_nursery_run_in_actor(n, &o, "t:spawn_and_error", &sa,
                                               sizeof(sa), &p));
+          ria.push_back(p);
+          if (p) rec.Spawned(weft_portal_aid(p));
         }
         EXPECT_EQ(WEFT_OK, weft_checkpoint());
-        HoldActorUntil(gate);
-        return weft_nursery_exit(n, WEFT_OK);
+        gate.OpenAndHold();
+        return ExitNursery(n, WEFT_OK, ria);
       },
       &err);
   EXPECT_LT(SecondsSince(t0), bound);
@@ -1080,9 +1167,10 @@ TEST_P(NestedMultiErrors, GroupOfTwoSpawnerGroups) {
   }
   std::sort(got.begin(), got.end());
   EXPECT_EQ((std::vector<std::string>{"spawner_0", "spawner_1"}), got);
-  weft_runtime_stats stats;
-  weft_runtime_stats_get(rt_, &stats);
-  EXPECT_EQ(0u, stats.actors_live) << "no actor of the tree is left";
+  // depth+1 levels of spawners (2, 4, ...) plus the errorers.
+  size_t actors = 0;
+  for (uint32_t l = 0, w = 2; l <= depth + 1; l++, w *= 2) actors += w;
+  EXPECT_TRUE(TreeGone(rt_, rec, actors));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -1185,7 +1273,7 @@ weft_err RootMain(weft_ctx *, const weft_payload *a, void *) {
     if (weft_actor_uid(weft_current_runtime(), child, &cu) == WEFT_OK)
       x.rec->SetUid("child.uid", &cu);
   }
-  rc = weft_nursery_exit(n, rc);
+  rc = ExitNursery(n, rc, {p});
   x.rec->Int("root.rc", rc);
   x.rec->Error("root.err", rc == WEFT_OK ? nullptr : weft_task_error());
   return WEFT_OK; // observations are in the record
@@ -1216,6 +1304,11 @@ void RunRpcScenario(weft_runtime *rt, bool exposes, const char *fn,
     return r;
   });
   EXPECT_EQ(WEFT_OK, rc);
+  // The acknowledged root exits right after its turn: wait for that.
+  auto t0 = Clock::now();
+  while (!ActorGone(rt, root) && SecondsSince(t0) < 10)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_TRUE(ActorGone(rt, root)) << "root did not exit after its cancel";
 }
 
 // The child's view: the refusal from root, raised by its portal run.
@@ -1305,7 +1398,7 @@ void RunBadSpec(weft_runtime *rt, const weft_actor_opts &bad) {
           EXPECT_EQ("root", NameOf(weft_error_src_uid(e))) << "raised locally";
           EXPECT_TRUE(HasRelayPath(e, {"root"}));
         }
-        return weft_nursery_exit(n, r);
+        return ExitNursery(n, r, {p});
       },
       &err);
   weft_runtime_stats_get(rt, &after);
@@ -1354,7 +1447,8 @@ struct PeerCtxTask {
   bool cancel_called_before = true, cancel_called = false,
        cancel_acked = true;
   ~PeerCtxTask() {
-      weft_error_release(exit_err);
+    weft_error_release(remote);
+    weft_error_release(exit_err);
   }
 };
 
@@ -1562,86 +1656,16 @@ TEST_F(CG, Rule3_RelayedErrorKeepsSourceAndAppendsPathAcrossTwoHops) {
 }
 
 // =====================================================================
-// Last in the file: with the library as it is, these three hang the
-// runtime (the watchdog then ends the binary), so they run after every
-// other test has reported. See each test's comment.
-
-// ---------------------------------------------------------------------
-// S073-S074 test_cancel_while_childs_child_in_sync_sleep[man_cancel_outer]:
-// root run_in_actor(spawn_sub_with_sync_blocking_task) -> grandchild
-// 'sleeper' in a 3 s sync sleep. Root sleeps 1 s, then `assert 0`:
-// AssertionError escapes (bare) within 4 s, and the whole tree is gone.
-
-struct SyncSleepOutcome {
-  weft_err rc = WEFT_OK;
-  weft_error *err = nullptr;
-  Releaser release_err{&err};
-  double secs = 0;
-};
-
-SyncSleepOutcome RunSyncSleepTree(weft_runtime *rt, bool man_cancel_outer) {
-  struct St {
-    bool man_cancel_outer;
-    weft_task *self = nullptr;
-  } st{man_cancel_outer};
-  SyncSleepOutcome out;
-  auto t0 = Clock::now();
-  out.rc = RunTask(
-      rt, "root",
-      [&]() -> weft_err {
-        auto body = [](void *arg) -> weft_err {
-          St *s = static_cast<St *>(arg);
-          weft_nursery *n = nullptr;
-          TRY(weft_nursery_open(&n));
-          weft_actor_opts o{"sync_blocking_sub", kFns, kNFns};
-          weft_portal *p = nullptr;
-          weft_err r = weft_nursery_run_in_actor(
-              n, &o, "t:spawn_sub_with_sync_blocking_task", nullptr, 0, &p);
-          EXPECT_EQ(WEFT_OK, r);
-          EXPECT_EQ(WEFT_OK, weft_sleep(1000 * kMs));
-          if (s->man_cancel_outer) weft_task_cancel(s->self); // _cs.cancel()
-          r = weft_fail("AssertionError", "assert 0"); // RAISING IN ROOT
-          return weft_nursery_exit(n, r);
-        };
-        // The body runs as its own task so that it can cancel its own
-        // enclosing scope by handle (S074).
-        TRY(weft_task_spawn(body, &st, &st.self));
-        return weft_task_join(st.self);
-      },
-      &out.err);
-  out.secs = SecondsSince(t0);
-  return out;
-}
-
-// S073 (man_cancel_outer=False) and S074 (True; upstream xfail: root first
-// cancels its outer scope by hand, then raises; the intended outcome is the
-// same AssertionError).
-class SyncSleepTree : public CG, public ::testing::WithParamInterface<bool> {};
-
-TEST_P(SyncSleepTree, AssertionErrorEscapesWithinBound) {
-  SyncSleepOutcome o = RunSyncSleepTree(rt_, GetParam());
-  Releaser release_err{&o.err};
-  EXPECT_EQ(WEFT_EFAILED, o.rc);
-  EXPECT_TRUE(IsAssertionErrorFrom(o.err, "root")) << "bare AssertionError";
-  EXPECT_LT(o.secs, 4.0) << "fail_after(4)";
-  weft_runtime_stats stats;
-  weft_runtime_stats_get(rt_, &stats);
-  EXPECT_EQ(0u, stats.actors_live) << "the sleeper and its parent are gone";
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    S073_S074, SyncSleepTree, ::testing::Values(false, true),
-    [](const ::testing::TestParamInfo<bool> &i) {
-      return std::string(i.param ? "S074" : "S073") + "_man_cancel_outer_" +
-             (i.param ? "true" : "false");
-    });
+// Registered last (parametrized suites run after the TEST_F ones, in this
+// order), so that they run after everything else has reported: these
+// scenarios have livelocked the runtime (a nursery exit spinning in a
+// cancelled or killed actor); if one does, the watchdog ends the binary.
 
 // §9.6 bullet 3: a grandparent cancels its child, whose task holds a context
 // into the grandchild: each level's ctxc names that level's parent. Root
 // holds a context into 'mid'; mid holds one into its own daemon 'leaf'; root
-// cancels its nursery (cancel_actor on mid).
-// The grandparent's cancel: its nursery's cancel, or cancel_actor on the
-// child's portal directly. Both are the parent's Portal.cancel_actor().
+// cancels mid, by its nursery's cancel or by cancel_actor on mid's portal
+// (both are the parent's Portal.cancel_actor()).
 enum class Cascade { kNurseryCancel, kPortalCancelActor };
 
 class Rule9_6_Cascade : public CG,
@@ -1667,6 +1691,7 @@ TEST_P(Rule9_6_Cascade, EachLevelNamesItsParent) {
     EXPECT_EQ(WEFT_OK, r);
     weft_ctx *ctx = nullptr;
     if (r == WEFT_OK) {
+      rec.Spawned(weft_portal_aid(mp));
       weft_actor_uid(weft_current_runtime(), weft_portal_aid(mp), &mid);
       MidArgs ma{&rec};
       r = weft_open_context(mp, "t:mid_hold", &ma, sizeof(ma), nullptr, &ctx,
@@ -1721,9 +1746,7 @@ TEST_P(Rule9_6_Cascade, EachLevelNamesItsParent) {
   weft_uid lc{};
   EXPECT_TRUE(rec.GetUid("leaf.canceller", &lc));
   EXPECT_TRUE(UidEq(&mid, &lc)) << "leaf's canceller is " << NameOf(&lc);
-  weft_runtime_stats stats;
-  weft_runtime_stats_get(rt_, &stats);
-  EXPECT_EQ(0u, stats.actors_live);
+  EXPECT_TRUE(TreeGone(rt_, rec, 2));
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -1733,6 +1756,79 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(i.param == Cascade::kNurseryCancel
                              ? "ByNurseryCancel"
                              : "ByPortalCancelActor");
+    });
+
+// ---------------------------------------------------------------------
+// S073-S074 test_cancel_while_childs_child_in_sync_sleep[man_cancel_outer]:
+// root run_in_actor(spawn_sub_with_sync_blocking_task) -> grandchild
+// 'sleeper' in a 3 s sync sleep. Root sleeps 1 s, then `assert 0`:
+// AssertionError escapes (bare) within 4 s, and the whole tree is gone.
+
+struct SyncSleepOutcome {
+  weft_err rc = WEFT_OK;
+  weft_error *err = nullptr; // the caller releases it
+  double secs = 0;
+};
+
+SyncSleepOutcome RunSyncSleepTree(weft_runtime *rt, bool man_cancel_outer) {
+  struct St {
+    bool man_cancel_outer;
+    weft_task *self = nullptr;
+    Record *rec = nullptr;
+  } st{man_cancel_outer};
+  SyncSleepOutcome out;
+  Record rec;
+  st.rec = &rec;
+  auto t0 = Clock::now();
+  out.rc = RunTask(
+      rt, "root",
+      [&]() -> weft_err {
+        auto body = [](void *arg) -> weft_err {
+          St *s = static_cast<St *>(arg);
+          weft_nursery *n = nullptr;
+          TRY(weft_nursery_open(&n));
+          weft_actor_opts o{"sync_blocking_sub", kFns, kNFns};
+          weft_portal *p = nullptr;
+          TreeArgs ta{s->rec};
+          weft_err r = weft_nursery_run_in_actor(
+              n, &o, "t:spawn_sub_with_sync_blocking_task", &ta, sizeof(ta),
+              &p);
+          EXPECT_EQ(WEFT_OK, r);
+          if (p) s->rec->Spawned(weft_portal_aid(p));
+          EXPECT_EQ(WEFT_OK, weft_sleep(1000 * kMs));
+          if (s->man_cancel_outer) weft_task_cancel(s->self); // _cs.cancel()
+          r = weft_fail("AssertionError", "assert 0"); // RAISING IN ROOT
+          return ExitNursery(n, r, {p});
+        };
+        // The body runs as its own task so that it can cancel its own
+        // enclosing scope by handle (S074).
+        TRY(weft_task_spawn(body, &st, &st.self));
+        return weft_task_join(st.self);
+      },
+      &out.err);
+  out.secs = SecondsSince(t0);
+  EXPECT_TRUE(TreeGone(rt, rec, 2)) << "the sleeper and its parent are gone";
+  return out;
+}
+
+// S073 (man_cancel_outer=False) and S074 (True; upstream xfail: root first
+// cancels its outer scope by hand, then raises; the intended outcome is the
+// same AssertionError).
+class SyncSleepTree : public CG, public ::testing::WithParamInterface<bool> {};
+
+TEST_P(SyncSleepTree, AssertionErrorEscapesWithinBound) {
+  SyncSleepOutcome o = RunSyncSleepTree(rt_, GetParam());
+  Releaser release_err{&o.err};
+  EXPECT_EQ(WEFT_EFAILED, o.rc);
+  EXPECT_TRUE(IsAssertionErrorFrom(o.err, "root")) << "bare AssertionError";
+  EXPECT_LT(o.secs, 4.0) << "fail_after(4)";
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    S073_S074, SyncSleepTree, ::testing::Values(false, true),
+    [](const ::testing::TestParamInfo<bool> &i) {
+      return std::string(i.param ? "S074" : "S073") + "_man_cancel_outer_" +
+             (i.param ? "true" : "false");
     });
 
 }  // namespace
