@@ -346,11 +346,11 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		if (c->watcher) {
 			weft_task *w = c->watcher;
 			c->watcher = NULL;
-			/* Shield the join: teardown must finish. */
-			while (weft_task_join(w) == WEFT_ECANCELED &&
-			       !c->done) {
-				weft_task_cancel(w);
-			}
+			/* Shielded: teardown must finish, and a cancelled
+			 * exit would otherwise spin here (every unshielded
+			 * block returns at once). The watcher ends when its
+			 * child does: our cancel reaches it as a ctxc. */
+			weft__task_join_shielded(w);
 		}
 	}
 	if (n->nerrors > 0 && !n->cancel_called)

@@ -438,6 +438,24 @@ weft_task_join(weft_task *handle)
 	return rc;
 }
 
+weft_err
+weft__task_join_shielded(weft_task *handle)
+{
+	struct weft__task *cur = need_task();
+	struct weft__task *t = (struct weft__task *)handle;
+
+	if (cur == NULL || t == NULL || t == cur || t->host != cur->host)
+		return WEFT_ESTATE;
+	while (!t->finished) {
+		t->joiner = cur;
+		weft__task_block(cur, t, 0, true);
+		t->joiner = NULL;
+	}
+	weft_err rc = t->rc;
+	task_rele(t);
+	return rc;
+}
+
 void
 weft_task_cancel(weft_task *handle)
 {

@@ -11,6 +11,12 @@ PACKAGES=(
   libnanopb-dev nanopb protobuf-compiler python3-protobuf  # the wire
 )
 
+# tools/deps.sh --fuzz: also what the libFuzzer run needs (clang, and the
+# fuzzer runtime, which Debian ships apart from clang).
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

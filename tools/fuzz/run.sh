@@ -14,12 +14,22 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 secs="${1:-30}"
 out="${WEFT_FUZZ_DIR:-$root/build-fuzz}"
 
+pkgs="clang libclang-rt-14-dev nanopb protobuf-compiler libnanopb-dev"
 for tool in clang protoc protoc-gen-nanopb; do
   command -v "$tool" >/dev/null || {
-    echo "tools/fuzz/run.sh: $tool not found (apt-get install clang nanopb protobuf-compiler libnanopb-dev)" >&2
+    echo "tools/fuzz/run.sh: $tool not found (apt-get install $pkgs)" >&2
     exit 2
   }
 done
+# libFuzzer's runtime (and ASan's, UBSan's) is in libclang-rt-14-dev on
+# Debian 12, which clang only recommends (through libclang-common-14-dev), so
+# an install with --no-install-recommends lacks it: say so here rather than
+# fail at link time.
+rt="$(clang --print-runtime-dir)/libclang_rt.fuzzer-$(uname -m).a"
+[ -f "$rt" ] || {
+  echo "tools/fuzz/run.sh: $rt not found (apt-get install $pkgs)" >&2
+  exit 2
+}
 
 mkdir -p "$out/gen" "$out/corpus"
 # The same generator invocation as proto/CMakeLists.txt.
