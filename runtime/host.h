@@ -147,10 +147,11 @@ void weft__task_cancel(struct weft__task *t);
 /* Replace the current task's error (takes the reference). */
 void weft__task_set_error(struct weft__task *t, weft_error *e);
 weft_error *weft__task_get_error(struct weft__task *t);
-/* Joins a task of the current actor, not interruptible by cancellation
- * (teardown must finish); frees the handle; the joiner's error is left as
- * it was. */
-weft_err weft__task_join_shielded(weft_task *t);
+/* Joins a task of the current actor for a teardown: the first time the
+ * joiner is cancelled, on_cancel(arg) runs (it may cancel what the task
+ * waits for); then the join goes on shielded. Frees the handle. */
+weft_err weft__task_join_teardown(weft_task *t, void (*on_cancel)(void *arg),
+                                  void *arg);
 /* Starts a task in host h running entry(arg); NULL on ENOMEM. */
 struct weft__task *weft__task_new(struct weft__host *h,
                                   weft_err (*entry)(void *), void *arg);

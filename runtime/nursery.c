@@ -1,6 +1,7 @@
 /* runtime/nursery.c - actor nurseries: one-cancels-all supervision of
  * in-process children (semantics.md §2.2). */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "runtime/host.h"
@@ -27,6 +28,7 @@ struct child {
 	int start_state;
 	weft_err start_rc;
 	struct weft__task *start_waiter;
+	bool portal_given; /* run_in_actor returned the portal */
 };
 
 struct weft_nursery {
@@ -37,6 +39,7 @@ struct weft_nursery {
 	weft_error **errors;
 	size_t nerrors;
 	bool cancel_called;
+	bool exit_cancelled; /* the exiting task was cancelled */
 };
 
 
@@ -172,13 +175,16 @@ watch_main_call(void *arg)
 	} else if (c->rc != WEFT_OK) {
 		c->error = weft_error_hold(weft_task_error());
 		/* One cancels all. Once our teardown has begun, a child that
-		 * ends with its effects (the ContextCancelled it caused, or a
-		 * TransportClosed because a sibling went first) adds no error;
+		 * ends with its effects (the ContextCancelled it caused, our
+		 * own watcher cancelled with the actor, or a TransportClosed
+		 * because a sibling went first) adds no error;
 		 * every other failure counts, so several independently
 		 * failing children make a group. */
 		bool ours = n->cancel_called && c->error &&
 		            (weft_error_kind(c->error) ==
 		                     WEFT_ERRKIND_CONTEXT_CANCELLED ||
+		             weft_error_kind(c->error) ==
+		                     WEFT_ERRKIND_CANCELLED ||
 		             weft_error_kind(c->error) ==
 		                     WEFT_ERRKIND_TRANSPORT_CLOSED ||
 		             strcmp(weft_error_src_type(c->error),
@@ -233,9 +239,13 @@ weft_nursery_run_in_actor(weft_nursery *n, const weft_actor_opts *o,
 			return rv;
 	}
 	if (c->start_state == 2) {
+		/* Nothing to supervise: stop the child now, so that the
+		 * nursery's exit does not wait for it. */
+		weft__actor_kill(n->rt, c->aid);
 		weft__task_set_error(t, weft_error_hold(c->error));
 		return c->start_rc;
 	}
+	c->portal_given = true;
 	*portal = c->portal;
 	return WEFT_OK;
 }
@@ -322,6 +332,18 @@ weft_nursery_cancel(weft_nursery *n)
 	return cancel_children(n);
 }
 
+static void
+exit_cancelled(void *arg)
+{
+	weft_nursery *n = arg;
+	if (n->exit_cancelled)
+		return;
+	n->exit_cancelled = true;
+	add_error(n, weft_task_error());
+	if (!n->cancel_called)
+		cancel_children(n);
+}
+
 weft_err
 weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 {
@@ -346,17 +368,16 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		if (c->watcher) {
 			weft_task *w = c->watcher;
 			c->watcher = NULL;
-			/* Shielded: teardown must finish, and a cancelled
-			 * exit would otherwise spin here (every unshielded
-			 * block returns at once). The watcher ends when its
-			 * child does: our cancel reaches it as a ctxc. */
-			weft__task_join_shielded(w);
+			/* Cancelled while waiting: that is our error, and
+			 * it cancels every child; then the join goes on
+			 * shielded (a cancelled task's blocks return at once,
+			 * so an unshielded loop would spin). */
+			weft__task_join_teardown(w, exit_cancelled, n);
 		}
 	}
 	if (n->nerrors > 0 && !n->cancel_called)
 		cancel_children(n);
 	/* No child outlives us: wait for each one's exit. */
-	bool cancelled = false;
 	for (size_t i = 0; i < n->nchildren; i++) {
 		struct child *c = n->children[i];
 		while (!weft__waiter_fired(c->exit_waiter)) {
@@ -364,27 +385,32 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 			    !weft__waiter_fired(c->exit_waiter)) {
 				/* We were cancelled: that is our error; cancel
 				 * the children and keep waiting (shielded). */
-				if (!cancelled) {
-					cancelled = true;
-					add_error(n, weft_task_error());
-				}
-				if (!n->cancel_called)
-					cancel_children(n);
-				weft__waiter_wait(c->exit_waiter,
-				                  weft__now_ns() + 3000000000ull);
+				exit_cancelled(n);
+				weft__waiter_wait(
+					c->exit_waiter,
+					weft__now_ns() +
+						(uint64_t)n->rt->cfg
+								.nursery_cancel_timeout_ms *
+							1000000u);
 				if (!weft__waiter_fired(c->exit_waiter))
 					weft__actor_kill(n->rt, c->aid);
 			}
 		}
 		c->exited = true;
 	}
+	if (getenv("WEFT_DEBUG_NURSERY"))
+		for (size_t i = 0; i < n->nerrors; i++) {
+			char b[256];
+			fprintf(stderr, "nursery error %zu: %s\n", i,
+			        weft_error_format(n->errors[i], b, sizeof(b)));
+		}
 	if (n->nerrors == 0) {
 		rc = WEFT_OK;
 	} else if (n->nerrors == 1) {
 		weft__task_set_error(t, weft_error_hold(n->errors[0]));
 		rc = body_rc != WEFT_OK ? body_rc
-		     : cancelled        ? WEFT_ECANCELED
-		                        : WEFT_EREMOTE;
+		     : n->exit_cancelled ? WEFT_ECANCELED
+		                         : WEFT_EREMOTE;
 	} else {
 		weft__task_set_error(t, weft__error_group(n->errors, n->nerrors,
 		                                          weft_current_uid()));
@@ -393,7 +419,7 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 	for (size_t i = 0; i < n->nchildren; i++) {
 		struct child *c = n->children[i];
 		weft__waiter_free(c->exit_waiter);
-		if (c->main_call && c->start_state != 2) {
+		if (c->main_call && c->portal_given) {
 			/* Its portal outlives us: the caller may still read
 			 * the result, then frees it. */
 			weft__portal_keep_outcome(c->portal, c->rc, &c->result,

@@ -439,17 +439,25 @@ weft_task_join(weft_task *handle)
 }
 
 weft_err
-weft__task_join_shielded(weft_task *handle)
+weft__task_join_teardown(weft_task *handle, void (*on_cancel)(void *arg),
+                         void *arg)
 {
 	struct weft__task *cur = need_task();
 	struct weft__task *t = (struct weft__task *)handle;
+	bool shielded = false;
 
 	if (cur == NULL || t == NULL || t == cur || t->host != cur->host)
 		return WEFT_ESTATE;
 	while (!t->finished) {
 		t->joiner = cur;
-		weft__task_block(cur, t, 0, true);
+		weft_err rc = weft__task_block(cur, t, 0, shielded);
 		t->joiner = NULL;
+		if (rc == WEFT_ECANCELED && !shielded) {
+			/* Told once, then we wait it out: teardown finishes. */
+			shielded = true;
+			if (on_cancel)
+				on_cancel(arg);
+		}
 	}
 	weft_err rc = t->rc;
 	task_rele(t);

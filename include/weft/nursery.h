@@ -56,8 +56,10 @@ WEFT_EXTERN weft_err weft_nursery_cancel(weft_nursery *n);
  * WEFT_OK, the one error's code (the task's error is that error), or
  * WEFT_EFAILED with an aggregate (kind GROUP) as the task's error. Once the
  * teardown has begun, a child that ends with its effects (a
- * ContextCancelled, or a TransportClosed because a sibling exited first)
- * adds no error. Frees the nursery and its daemon portals. */
+ * ContextCancelled, a Cancelled, or a TransportClosed because a sibling
+ * exited first) adds no error. Cancelling the exiting task records a
+ * Cancelled as the body's error and cancels every child; the exit then
+ * still waits for each one (no child outlives it). Frees the nursery and its daemon portals. */
 WEFT_EXTERN weft_err weft_nursery_exit(weft_nursery *n, weft_err body_rc);
 
 #ifdef __cplusplus

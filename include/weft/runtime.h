@@ -36,7 +36,8 @@ typedef struct weft_config {
 	/* Log threshold (enum weft_log_level); negative: take it from the
 	 * WEFT_LOG environment variable, else WEFT_LOG_WARNING. */
 	int log_level;
-	/* tractor's timing constants (semantics.md §14), in milliseconds;
+	/* tractor's timing constants (its Context.cancel, Portal.cancel_timeout
+	 * and ActorNursery.cancel bounds), in milliseconds;
 	 * 0 means the default given. */
 	unsigned ctx_cancel_timeout_ms;     /* 616: wait for a cancel ack */
 	unsigned cancel_actor_timeout_ms;   /* 500: wait for an actor cancel */
