@@ -1,7 +1,6 @@
 /* runtime/nursery.c - actor nurseries: one-cancels-all supervision of
  * in-process children (semantics.md §2.2). */
 #include <stdlib.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "runtime/host.h"
@@ -398,11 +397,12 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		}
 		c->exited = true;
 	}
-	if (getenv("WEFT_DEBUG_NURSERY"))
+	if (weft_log_enabled(WEFT_LOG_CANCEL))
 		for (size_t i = 0; i < n->nerrors; i++) {
 			char b[256];
-			fprintf(stderr, "nursery error %zu: %s\n", i,
-			        weft_error_format(n->errors[i], b, sizeof(b)));
+			weft_log_write(WEFT_LOG_CANCEL, "nursery error %zu: %s", i,
+			               weft_error_format(n->errors[i], b,
+			                                 sizeof(b)));
 		}
 	if (n->nerrors == 0) {
 		rc = WEFT_OK;
