@@ -39,6 +39,7 @@ struct weft_nursery {
 	size_t nerrors;
 	bool cancel_called;
 	bool exit_cancelled; /* the exiting task was cancelled */
+	bool own_error;      /* an error of this actor is recorded */
 };
 
 
@@ -294,32 +295,43 @@ weft_portal_result(weft_portal *p, weft_payload *result)
 static weft_err
 cancel_children(weft_nursery *n)
 {
-	struct weft_ctx **waiting = calloc(n->nchildren ? n->nchildren : 1,
-	                                   sizeof(*waiting));
+	size_t done = 0;
 
 	n->cancel_called = true;
-	if (waiting == NULL)
-		return WEFT_ENOMEM;
-	/* Every child at once, one bound for all (tractor: 3 s), then the
-	 * in-process hard kill for whoever did not acknowledge. */
-	for (size_t i = 0; i < n->nchildren; i++) {
-		struct child *c = n->children[i];
-		if (!c->exited && !weft__waiter_fired(c->exit_waiter))
-			waiting[i] = weft__cancel_actor_begin(c->portal);
-	}
-	uint64_t deadline = weft__now_ns() +
-		(uint64_t)n->rt->cfg.nursery_cancel_timeout_ms * 1000000u;
-	for (size_t i = 0; i < n->nchildren; i++) {
-		if (waiting[i] == NULL)
-			continue;
-		if (!weft__cancel_actor_end(waiting[i], deadline)) {
-			WEFT_LOG(WEFT_LOG_CANCEL,
-			         "a child did not acknowledge its cancel: "
-			         "stopping it");
-			weft__actor_kill(n->rt, n->children[i]->aid);
+	/* In rounds: another task of ours may start a child while we wait,
+	 * and it must not escape the cancel. */
+	while (done < n->nchildren) {
+		size_t count = n->nchildren;
+		struct weft_ctx **waiting = calloc(count - done,
+		                                   sizeof(*waiting));
+		if (waiting == NULL)
+			return WEFT_ENOMEM;
+		/* Every child at once, one bound for all (tractor: 3 s),
+		 * then the in-process hard kill for whoever did not
+		 * acknowledge. */
+		for (size_t i = done; i < count; i++) {
+			struct child *c = n->children[i];
+			if (!c->exited && !weft__waiter_fired(c->exit_waiter))
+				waiting[i - done] =
+					weft__cancel_actor_begin(c->portal);
 		}
+		uint64_t deadline = weft__now_ns() +
+			(uint64_t)n->rt->cfg.nursery_cancel_timeout_ms *
+				1000000u;
+		for (size_t i = done; i < count; i++) {
+			if (waiting[i - done] == NULL)
+				continue;
+			if (!weft__cancel_actor_end(waiting[i - done],
+			                            deadline)) {
+				WEFT_LOG(WEFT_LOG_CANCEL,
+				         "a child did not acknowledge its "
+				         "cancel: stopping it");
+				weft__actor_kill(n->rt, n->children[i]->aid);
+			}
+		}
+		free(waiting);
+		done = count;
 	}
-	free(waiting);
 	return WEFT_OK;
 }
 
@@ -338,7 +350,12 @@ exit_cancelled(void *arg)
 	if (n->exit_cancelled)
 		return;
 	n->exit_cancelled = true;
-	add_error(n, weft_task_error());
+	/* Errors are keyed by actor (semantics.md §2.2): a body that
+	 * already failed does not fail twice. */
+	if (!n->own_error) {
+		n->own_error = true;
+		add_error(n, weft_task_error());
+	}
 	if (!n->cancel_called)
 		cancel_children(n);
 }
@@ -359,6 +376,7 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		                                       weft_strerror(body_rc));
 		add_error(n, own);
 		weft_error_release(own);
+		n->own_error = true;
 		cancel_children(n);
 	}
 	/* Every main call's outcome (each watcher cancels all on error). */
@@ -376,10 +394,19 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 	}
 	if (n->nerrors > 0 && !n->cancel_called)
 		cancel_children(n);
+	if (weft__task_host(t)->dying) {
+		/* Our actor is being stopped hard: no wait can block any
+		 * more, and no exit notice can be handled. Stop the children
+		 * the same way and leave. */
+		for (size_t i = 0; i < n->nchildren; i++)
+			weft__actor_kill(n->rt, n->children[i]->aid);
+		for (size_t i = 0; i < n->nchildren; i++)
+			n->children[i]->exited = true;
+	}
 	/* No child outlives us: wait for each one's exit. */
 	for (size_t i = 0; i < n->nchildren; i++) {
 		struct child *c = n->children[i];
-		while (!weft__waiter_fired(c->exit_waiter)) {
+		while (!c->exited && !weft__waiter_fired(c->exit_waiter)) {
 			if (weft__waiter_wait(c->exit_waiter, 0) != WEFT_OK &&
 			    !weft__waiter_fired(c->exit_waiter)) {
 				/* We were cancelled: that is our error; cancel
