@@ -526,8 +526,17 @@ TEST_P(F1SimpleRpc, PingPongTenTimes) {
   });
   EXPECT_RC(WEFT_OK, rc);
   EXPECT_EQ(10, child.data.load());
-  EXPECT_EQ(10, child.count.load()) << "the child's loop must end by EoC "
-                                       "after exactly 10 pings";
+  if (!prm.use_async_for) {
+    EXPECT_EQ(10, child.count.load()) << "the child's loop must end by EoC "
+                                         "after exactly 10 pings";
+  } else {
+    /* With async-for our drain may end on the 10th pong (§10) and the
+     * nursery then cancels the daemon: the child may be cancelled between
+     * that pong and our Stop, before it records its count. If it did end
+     * by EoC, it saw exactly 10 pings. */
+    int c = child.count.load();
+    EXPECT_TRUE(c == 10 || c == -1) << "count " << c;
+  }
   EXPECT_LT(Seconds(t0), 6.0 * kSlack);
 }
 
