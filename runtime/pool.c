@@ -15,8 +15,9 @@
 #endif
 #endif
 
-#define NCLASS 8          /* 32 .. 4096 bytes */
-#define MIN_SHIFT 5
+#define NCLASS 7          /* 64 .. 4096 bytes: one cache line at least, so that
+                           * two messages on different cores never share one */
+#define MIN_SHIFT 6
 #define LARGE NCLASS      /* class for larger blocks: plain malloc */
 #define BATCH 256         /* blocks moved between thread and depot at once */
 #define CACHE_MAX (2 * BATCH)
@@ -67,7 +68,7 @@ weft__pool_class(size_t size)
 		return 0;
 	if (size > ((size_t)1 << (MIN_SHIFT + NCLASS - 1)))
 		return LARGE;
-	/* smallest c with 32 << c >= size */
+	/* smallest c with 64 << c >= size */
 	return (unsigned)(64 - __builtin_clzll((unsigned long long)size - 1)) -
 	       MIN_SHIFT;
 }

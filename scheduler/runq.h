@@ -18,7 +18,10 @@
 
 #include "scheduler/sched.h"
 
-#define WEFT__RUNQ_SIZE 256u /* power of two */
+/* Power of two. Large enough that a turn making a thousand actors
+ * runnable (a fan-out, B4's and B5's shapes) does not spill to the
+ * global queue, whose lock the workers would then share. */
+#define WEFT__RUNQ_SIZE 1024u
 
 struct weft__runq {
 	/* Written by the owner and by thieves (CAS). */
