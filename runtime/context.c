@@ -6,6 +6,7 @@
  * has one feeder queue: every message for the context except Started
  * arrives there in order, and the owner's calls consume it. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -704,8 +705,6 @@ callee_main(void *arg)
 			/* The task ends with it too (for logs and joiners). */
 			weft__task_set_error(weft__task_current(), e);
 		}
-		if (rc == WEFT_OK)
-			rc = WEFT_ECANCELED;
 	}
 	for (; c->acks_owed > 0; c->acks_owed--)
 		ctx_send(c, msg_for(c, WEFT__MSG_CANCEL_ACK, NULL, 0));
@@ -714,7 +713,6 @@ callee_main(void *arg)
 	/* A failed function has reported to its caller; the task itself ends
 	 * quietly (tractor swallows errors relayed over IPC). */
 	return WEFT_OK;
-	(void)rc;
 }
 
 static void
@@ -1411,23 +1409,12 @@ weft_ctx *
 weft_current_ctx(void)
 {
 	struct weft__task *t = weft__task_current();
-	if (t == NULL)
+	/* Every cancel scope is a context's: the innermost scope on the
+	 * task's stack is its innermost open context. */
+	struct weft__scope *sc = t ? weft__task_scope(t) : NULL;
+	if (sc == NULL)
 		return NULL;
-	struct weft__host *h = weft__task_host(t);
-	/* The innermost open context this task owns. */
-	struct weft_ctx *best = NULL;
-	for (size_t i = 0; i < h->map_cap; i++)
-		for (struct weft_ctx *c = h->map[i]; c; c = c->map_next)
-			if (c->owner == t && !c->exited &&
-			    c->kind != KIND_WAITER) {
-				/* Deepest scope = most recently opened. */
-				for (struct weft__scope *s = &c->scope; s;
-				     s = s->outer)
-					;
-				if (best == NULL || best->cid < c->cid)
-					best = c;
-			}
-	return best;
+	return (struct weft_ctx *)((char *)sc - offsetof(struct weft_ctx, scope));
 }
 
 /* ---- streams ---- */

@@ -165,6 +165,8 @@ struct weft__scope {
 	struct weft__scope *outer;
 };
 void weft__scope_push(struct weft__task *t, struct weft__scope *s);
+/* The innermost scope on t's stack, or NULL. */
+struct weft__scope *weft__task_scope(struct weft__task *t);
 /* Pops s (must be the innermost). */
 void weft__scope_pop(struct weft__task *t, struct weft__scope *s);
 /* Cancels s, owned by t: wakes t with WEFT_ECANCELED if it is blocked,

@@ -194,6 +194,12 @@ weft__task_cancel(struct weft__task *t)
 		weft__task_wake(t, WEFT_ECANCELED);
 }
 
+struct weft__scope *
+weft__task_scope(struct weft__task *t)
+{
+	return t->scope;
+}
+
 void
 weft__scope_push(struct weft__task *t, struct weft__scope *s)
 {
