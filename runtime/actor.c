@@ -278,6 +278,8 @@ weft_spawn(weft_runtime *rt, const weft_spawn_opts *o, weft_aid *out)
 	a->rt = rt;
 	a->exit_requested = false;
 	a->host = NULL;
+	a->proxy_fn = NULL;
+	a->proxy = NULL;
 	if (o->nfunctions) {
 		struct weft__host *h = weft__host_get(a);
 		if (h)
@@ -306,6 +308,42 @@ weft_spawn(weft_runtime *rt, const weft_spawn_opts *o, weft_aid *out)
 	if (out)
 		*out = (weft_aid){((uint64_t)gen << 32) | slot};
 	return WEFT_OK;
+}
+
+weft_err
+weft__spawn_proxy(weft_runtime *rt, const weft_uid *uid,
+                  void (*fn)(struct weft__actor *, weft_msg *), void *proxy,
+                  weft_exit_fn on_exit, weft_aid *out)
+{
+	weft_spawn_opts o = {.name = "proxy", .state = proxy,
+	                     .on_exit = on_exit, .batch = 256};
+	weft_aid aid;
+	weft_err rc = weft_spawn(rt, &o, &aid);
+	if (rc != WEFT_OK)
+		return rc;
+	struct weft__actor *a;
+	if (weft__actor_hold(rt, aid, &a) != WEFT_OK)
+		return WEFT_ECLOSED;
+	/* Nobody has its aid yet: these plain writes are published by the
+	 * aid's hand-over (a send's hold is an acquire on ref_gen, after the
+	 * release that the mailbox push or the aid's publication does). */
+	a->uid = *uid;
+	a->proxy = proxy;
+	a->proxy_fn = fn;
+	weft__actor_rele(a);
+	*out = aid;
+	return WEFT_OK;
+}
+
+void *
+weft__proxy_of(weft_runtime *rt, weft_aid aid)
+{
+	struct weft__actor *a;
+	if (aid.id == 0 || weft__actor_hold(rt, aid, &a) != WEFT_OK)
+		return NULL;
+	void *p = a->proxy_fn ? a->proxy : NULL;
+	weft__actor_rele(a);
+	return p;
 }
 
 weft_err
@@ -516,7 +554,9 @@ actor_run(struct weft__job *job, struct weft__worker *w)
 				weft_msg_free(m);
 				continue; /* stop_now is checked above */
 			}
-			if (m->type >= WEFT_MSG_TYPE_RESERVED)
+			if (a->proxy_fn)
+				a->proxy_fn(a, m);
+			else if (m->type >= WEFT_MSG_TYPE_RESERVED)
 				weft__host_dispatch(a, m);
 			else if (a->handler)
 				a->handler(&turn, m, a->state);
@@ -528,6 +568,8 @@ actor_run(struct weft__job *job, struct weft__worker *w)
 			}
 			break;
 		case WEFT__POP_EMPTY:
+			if (a->proxy_fn)
+				a->proxy_fn(a, NULL);
 			if (run_tasks(a)) {
 				finish_exit(a, WEFT_EXIT_NORMAL);
 				return;
@@ -551,6 +593,8 @@ actor_run(struct weft__job *job, struct weft__worker *w)
 		}
 	}
 requeue:
+	if (a->proxy_fn)
+		a->proxy_fn(a, NULL);
 	if (run_tasks(a)) {
 		finish_exit(a, WEFT_EXIT_NORMAL);
 		return;

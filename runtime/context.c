@@ -569,6 +569,60 @@ weft__ctx_dispatch(struct weft__host *h, weft_msg *m)
 	wake_waiter(c);
 }
 
+static bool
+final_queued(const struct weft_ctx *c)
+{
+	for (weft_msg *m = c->q_head; m; m = m->weft_link)
+		if (m->type == WEFT__MSG_RETURN || m->type == WEFT__MSG_ERROR)
+			return true;
+	return c->has_result;
+}
+
+void
+weft__ctx_peer_gone(struct weft__host *h, weft_aid peer, const weft_error *e)
+{
+	for (size_t i = 0; i < h->map_cap; i++)
+		for (struct weft_ctx *c = h->map[i]; c; c = c->map_next) {
+			if (c->peer.id != peer.id || c->exited)
+				continue;
+			/* No ack will come over a dead connection. */
+			c->ack_received = true;
+			if (c->kind == KIND_WAITER) {
+				wake_waiter(c);
+				continue;
+			}
+			if (c->caller) {
+				/* §W.3.1: the peer's final is a TransportClosed
+				 * naming it (unless its real final came). */
+				if (!final_queued(c)) {
+					weft_error *held = weft_error_hold(e);
+					weft_msg *m = weft_msg_new(WEFT__MSG_ERROR,
+					                           sizeof(held));
+					if (m == NULL) {
+						weft_error_release(held);
+						continue;
+					}
+					m->word = c->cid;
+					m->from = peer;
+					memcpy(weft_msg_data(m), &held,
+					       sizeof(held));
+					record_remote_error(c, held);
+					q_push(c, m);
+				}
+				wake_waiter(c);
+				continue;
+			}
+			/* A callee whose caller's process is unreachable: its
+			 * task is cancelled by this actor (protocol.md §6.5);
+			 * its final goes nowhere. */
+			set_canceller(c, &c->self_uid);
+			c->acks_owed = 0;
+			if (c->owner)
+				weft__scope_cancel(c->owner, &c->scope, NULL);
+			wake_waiter(c);
+		}
+}
+
 void
 weft__ctx_host_cancel_all(struct weft__host *h)
 {

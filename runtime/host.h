@@ -30,6 +30,8 @@ enum {
 	WEFT__MSG_ACTOR_CANCEL_ACK,
 	WEFT__MSG_CHILD_EXIT,   /* to a nursery's actor: a child exited */
 	WEFT__MSG_START_ACK,    /* the callee found the function */
+	WEFT__MSG_EVENT,        /* a weft__event completed: wake its task */
+	WEFT__MSG_PEER_GONE,    /* from a proxy: its connection broke */
 };
 
 /* START's data: this header, the function name (name_len bytes, no NUL),
@@ -220,5 +222,25 @@ weft_error *weft__error_here(weft_errkind kind, const char *type,
 /* Sends a reserved-type message from the runtime (frees it on failure).
  * Returns the send's code. */
 weft_err weft__send_sys(weft_runtime *rt, weft_aid to, weft_msg *m);
+
+/* One-shot completion of something another thread does (the net I/O
+ * thread's connect), waited for by a task (which yields its worker) or by a
+ * thread outside the runtime. Reference-counted: the waiter and the
+ * completer each hold one. */
+struct weft__event;
+struct weft__event *weft__event_new(void);
+/* Waits until completed, the deadline (monotonic ns, 0: none) passes
+ * (WEFT_ETIMEDOUT), or the waiting task is cancelled (WEFT_ECANCELED).
+ * Returns the completion's code. Call once, then weft__event_rele(). */
+weft_err weft__event_wait(struct weft__event *ev, uint64_t deadline);
+/* Any thread, once. */
+void weft__event_complete(struct weft__event *ev, weft_err rc);
+void weft__event_rele(struct weft__event *ev);
+
+/* PEER_GONE (context.c): every context of host h whose peer is `peer` ends
+ * now; callers get `e` (a TransportClosed) as the peer's final error,
+ * callees are cancelled. Takes nothing. */
+void weft__ctx_peer_gone(struct weft__host *h, weft_aid peer,
+                         const weft_error *e);
 
 #endif /* WEFT_HOST_H */

@@ -57,6 +57,11 @@ struct weft__actor {
 	weft_uid uid;
 	bool exit_requested; /* by the running handler or the host */
 	struct weft__host *host; /* tasks and contexts; NULL until used */
+	/* A proxy for a remote actor (runtime/net.c): sees every message
+	 * (reserved types included), and NULL at the end of each turn so it
+	 * can flush what it encoded. NULL for ordinary actors. */
+	void (*proxy_fn)(struct weft__actor *a, weft_msg *m);
+	void *proxy;
 };
 
 struct weft__pcounter {
@@ -85,6 +90,8 @@ struct weft_runtime {
 	pthread_mutex_t timers_lock;
 
 	_Atomic bool closing;
+	struct weft__net *net; /* made by the first listen/connect */
+	pthread_mutex_t net_lock;
 	pthread_mutex_t close_lock;
 	pthread_cond_t close_cond;
 };
@@ -98,6 +105,17 @@ weft_aid weft__actor_aid(const struct weft__actor *a);
  * runtime close. */
 void weft__actor_kill(weft_runtime *rt, weft_aid aid);
 weft_err weft__send_internal(weft_runtime *rt, weft_aid to, weft_msg *m);
+
+/* Spawns a proxy actor with a given uid (the remote actor's). */
+weft_err weft__spawn_proxy(weft_runtime *rt, const weft_uid *uid,
+                           void (*fn)(struct weft__actor *, weft_msg *),
+                           void *proxy, weft_exit_fn on_exit,
+                           weft_aid *out);
+/* The proxy state of a live actor that is a proxy, else NULL (no hold is
+ * kept: the caller knows the proxy outlives the use). */
+void *weft__proxy_of(weft_runtime *rt, weft_aid aid);
+
+struct weft__net;
 
 /* uuid bytes from a per-thread generator seeded by the OS. */
 void weft__random_bytes(uint8_t *out, size_t n);

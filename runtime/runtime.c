@@ -8,6 +8,7 @@
 
 #include "runtime/host.h"
 #include "runtime/internal.h"
+#include "runtime/net.h"
 
 
 void
@@ -75,6 +76,7 @@ weft_runtime_open(const weft_config *user_cfg, weft_runtime **out)
 	pthread_mutex_init(&rt->grow_lock, NULL);
 	pthread_mutex_init(&rt->outside_lock, NULL);
 	pthread_mutex_init(&rt->close_lock, NULL);
+	pthread_mutex_init(&rt->net_lock, NULL);
 	pthread_mutex_init(&rt->timers_lock, NULL);
 	pthread_cond_init(&rt->close_cond, NULL);
 	rt->pc = aligned_alloc(64, sizeof(*rt->pc) * (cfg.workers + 1));
@@ -124,6 +126,8 @@ weft_runtime_close(weft_runtime *rt, weft_close_report *report)
 	/* seq_cst: a spawn that reads closing=false happens before our first
 	 * sweep reads its slot, or it sees true and fails. */
 	atomic_store_explicit(&rt->closing, true, memory_order_seq_cst);
+	/* Connections first: peers get a bye, contexts over them end. */
+	weft__net_shutdown(rt);
 	live_actors(rt, &dropped_before);
 	for (;;) {
 		stopped += weft__actor_stop_all(rt);
@@ -162,6 +166,7 @@ weft_runtime_close(weft_runtime *rt, weft_close_report *report)
 	pthread_mutex_destroy(&rt->grow_lock);
 	pthread_mutex_destroy(&rt->outside_lock);
 	pthread_mutex_destroy(&rt->close_lock);
+	pthread_mutex_destroy(&rt->net_lock);
 	pthread_mutex_destroy(&rt->timers_lock);
 	pthread_cond_destroy(&rt->close_cond);
 	free(rt->pc);

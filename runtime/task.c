@@ -717,6 +717,144 @@ actor_cancel(struct weft__host *h, weft_msg *m)
 		weft__task_cancel(t);
 }
 
+/* ---- events ---- */
+
+struct weft__event {
+	_Atomic int refs;
+	_Atomic bool done;
+	weft_err rc;
+	/* a task waiter: its actor is sent an EVENT message */
+	struct weft__task *task;
+	weft_runtime *rt;
+	weft_aid actor;
+	/* an outside waiter */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+struct weft__event *
+weft__event_new(void)
+{
+	struct weft__event *ev = calloc(1, sizeof(*ev));
+	if (ev == NULL)
+		return NULL;
+	atomic_init(&ev->refs, 2);
+	pthread_mutex_init(&ev->lock, NULL);
+	pthread_cond_init(&ev->cond, NULL);
+	return ev;
+}
+
+void
+weft__event_rele(struct weft__event *ev)
+{
+	if (atomic_fetch_sub_explicit(&ev->refs, 1, memory_order_acq_rel) ==
+	    1) {
+		pthread_mutex_destroy(&ev->lock);
+		pthread_cond_destroy(&ev->cond);
+		free(ev);
+	}
+}
+
+/* In the waiting task's actor: wake it if it still waits for this. */
+static void
+event_fire(struct weft__event *ev)
+{
+	struct weft__task *t = ev->task;
+	if (!t->finished && weft__task_waiting_on(t) == ev)
+		weft__task_wake(t, WEFT_OK);
+	task_rele(t);
+	weft__event_rele(ev);
+}
+
+static void
+event_drop(struct weft__event *ev)
+{
+	task_rele(ev->task);
+	weft__event_rele(ev);
+}
+
+weft_err
+weft__event_wait(struct weft__event *ev, uint64_t deadline)
+{
+	struct weft__task *t = weft__task_current();
+	if (t) {
+		ev->rt = t->host->rt;
+		ev->actor = weft__actor_aid(t->host->actor);
+		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+		pthread_mutex_lock(&ev->lock);
+		ev->task = t;
+		bool done = atomic_load_explicit(&ev->done,
+		                                 memory_order_acquire);
+		pthread_mutex_unlock(&ev->lock);
+		if (done)
+			task_rele(t); /* the completer saw no task */
+		while (!atomic_load_explicit(&ev->done, memory_order_acquire)) {
+			weft_err rc = weft__task_block(t, ev, deadline, false);
+			if (rc == WEFT_ECANCELED)
+				return rc;
+			if (rc == WEFT_ETIMEDOUT &&
+			    !atomic_load_explicit(&ev->done,
+			                          memory_order_acquire))
+				return WEFT_ETIMEDOUT;
+		}
+		return ev->rc;
+	}
+	pthread_mutex_lock(&ev->lock);
+	while (!atomic_load_explicit(&ev->done, memory_order_acquire)) {
+		if (deadline == 0) {
+			pthread_cond_wait(&ev->cond, &ev->lock);
+			continue;
+		}
+		/* The condvar runs on CLOCK_REALTIME: wait in short steps
+		 * against the monotonic deadline. */
+		uint64_t now = weft__now_ns();
+		if (now >= deadline) {
+			pthread_mutex_unlock(&ev->lock);
+			return WEFT_ETIMEDOUT;
+		}
+		uint64_t step = deadline - now;
+		if (step > 10000000u)
+			step = 10000000u;
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (long)step;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&ev->cond, &ev->lock, &ts);
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return ev->rc;
+}
+
+void
+weft__event_complete(struct weft__event *ev, weft_err rc)
+{
+	pthread_mutex_lock(&ev->lock);
+	ev->rc = rc;
+	/* release: the waiter that sees done sees rc. */
+	atomic_store_explicit(&ev->done, true, memory_order_release);
+	struct weft__task *t = ev->task;
+	pthread_cond_signal(&ev->cond);
+	pthread_mutex_unlock(&ev->lock);
+	if (t == NULL) {
+		weft__event_rele(ev);
+		return;
+	}
+	/* The task's reference and ours travel with the message. */
+	weft_msg *m = weft_msg_new(WEFT__MSG_EVENT, sizeof(ev));
+	if (m) {
+		memcpy(weft_msg_data(m), &ev, sizeof(ev));
+		/* On failure (the actor has gone) the message's disposal
+		 * drops both references. */
+		weft__send_sys(ev->rt, ev->actor, m);
+		return;
+	}
+	task_rele(t);
+	weft__event_rele(ev);
+}
+
 void
 weft__host_dispatch(struct weft__actor *a, weft_msg *m)
 {
@@ -759,6 +897,21 @@ weft__host_dispatch(struct weft__actor *a, weft_msg *m)
 		actor_cancel(h, m);
 		weft_msg_free(m);
 		break;
+	case WEFT__MSG_EVENT: {
+		struct weft__event *ev;
+		memcpy(&ev, weft_msg_data(m), sizeof(ev));
+		weft_msg_free(m);
+		event_fire(ev);
+		break;
+	}
+	case WEFT__MSG_PEER_GONE: {
+		weft_error *e;
+		memcpy(&e, weft_msg_data(m), sizeof(e));
+		weft__ctx_peer_gone(h, m->from, e);
+		weft_error_release(e);
+		weft_msg_free(m);
+		break;
+	}
 	default:
 		weft__ctx_dispatch(h, m);
 		break;
@@ -772,7 +925,12 @@ weft__msg_dispose(weft_msg *m)
 		struct weft__task *t;
 		memcpy(&t, weft_msg_data(m), sizeof(t));
 		task_rele(t);
-	} else if (m->type == WEFT__MSG_ERROR) {
+	} else if (m->type == WEFT__MSG_EVENT) {
+		struct weft__event *ev;
+		memcpy(&ev, weft_msg_data(m), sizeof(ev));
+		event_drop(ev);
+	} else if (m->type == WEFT__MSG_ERROR ||
+	           m->type == WEFT__MSG_PEER_GONE) {
 		weft_error *e;
 		memcpy(&e, weft_msg_data(m), sizeof(e));
 		weft_error_release(e);

@@ -11,5 +11,6 @@
 #include "weft/task.h"
 #include "weft/context.h"
 #include "weft/nursery.h"
+#include "weft/net.h"
 
 #endif /* WEFT_WEFT_H */

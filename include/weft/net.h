@@ -1,0 +1,101 @@
+/* weft/net.h - runtimes of different processes, connected over TCP.
+ *
+ * A runtime that listens or connects gets an I/O thread running a libuv
+ * loop; workers never call libuv. Between two processes there is at most
+ * one connection (either may have dialed), shared by all their actors. A
+ * remote actor is represented locally by a proxy actor: a portal on it
+ * (weft_net_connect) runs functions, opens contexts and streams and cancels
+ * exactly as a portal on a local actor does (docs/semantics.md §W); the
+ * proxy turns the runtime's messages into envelopes of docs/protocol.md.
+ *
+ * When a connection breaks (EOF, reset, heartbeat timeout, a protocol
+ * error), every context over it ends at once: a caller's blocked call fails
+ * with WEFT_EREMOTE and an error of kind TRANSPORT_CLOSED naming the peer;
+ * a callee's task is cancelled. Nothing received before the break is lost.
+ *
+ * Thread: every function may be called from any thread, including tasks
+ * (a task that blocks here yields its worker) and threads outside the
+ * runtime. */
+#ifndef WEFT_NET_H
+#define WEFT_NET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft/actor.h"
+#include "weft/context.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct weft_net_opts {
+	/* Shared secret a dialer must present (docs/protocol.md §5.3); at
+	 * most 64 bytes. Empty: this end accepts any dialer, and dials with
+	 * no token. */
+	const uint8_t *auth_token;
+	size_t auth_token_len;
+	/* Send something at least this often when idle (ping); a peer silent
+	 * for 3 x its own announced interval is dead. 0: 5000. */
+	uint32_t heartbeat_ms;
+	/* Largest envelope this end accepts. 0: 16 MiB. */
+	uint32_t max_frame;
+	/* Bound on connect + handshake. 0: 5000. */
+	uint32_t connect_timeout_ms;
+	/* Bytes queued for one connection beyond which stream senders to it
+	 * wait (backpressure). 0: 4 MiB. */
+	size_t send_queue_max;
+} weft_net_opts;
+
+WEFT_EXTERN void weft_net_opts_init(weft_net_opts *o);
+
+/* Sets the options (copied). Only before the first listen or connect:
+ * WEFT_ESTATE afterwards. */
+WEFT_EXTERN weft_err weft_net_configure(weft_runtime *rt,
+                                        const weft_net_opts *o);
+
+/* The actor that peers reach as wire actor id 0 and whose uid this
+ * process announces in its Hello. Without one, the Hello carries a
+ * process uid ("weft") and a start for id 0 is refused as
+ * NO_SUCH_FUNCTION. */
+WEFT_EXTERN weft_err weft_net_set_primary(weft_runtime *rt, weft_aid aid);
+
+/* Accepts connections on host:port (an IPv4 or IPv6 literal, or a name;
+ * port 0 picks a free one, returned in *bound_port, which may be NULL).
+ * WEFT_EINVAL for an unparseable host, WEFT_ECLOSED if it cannot bind. */
+WEFT_EXTERN weft_err weft_net_listen(weft_runtime *rt, const char *host,
+                                     uint16_t port, uint16_t *bound_port);
+
+/* A portal on actor `actor_id` (0: the primary) of the process listening
+ * at host:port, connecting and handshaking first unless a connection to
+ * that process is already open. Blocks the calling task or thread.
+ * WEFT_ECLOSED: refused, unreachable, or closed before the handshake;
+ * WEFT_EPROTO: the handshake was refused (wrong version or token; from a
+ * task, weft_task_error() holds the kind's name and the peer's message);
+ * WEFT_ETIMEDOUT: connect_timeout_ms passed. The portal is the caller's
+ * (weft_portal_free). */
+WEFT_EXTERN weft_err weft_net_connect(weft_runtime *rt, const char *host,
+                                      uint16_t port, uint64_t actor_id,
+                                      weft_portal **out);
+
+/* The id a peer uses for local actor `aid` (Envelope.to_actor): 0 for the
+ * primary. Hand it to a peer out of band or through the registry. */
+WEFT_EXTERN uint64_t weft_net_actor_id(weft_runtime *rt, weft_aid aid);
+
+typedef struct weft_net_stats {
+	uint64_t connections_open;
+	uint64_t connections_accepted;
+	uint64_t connections_dialed;
+	uint64_t handshakes_refused; /* by either end */
+	uint64_t protocol_errors;    /* connections closed for bad input */
+	uint64_t heartbeat_timeouts;
+	uint64_t frames_in, frames_out;
+	uint64_t bytes_in, bytes_out;
+} weft_net_stats;
+
+WEFT_EXTERN void weft_net_stats_get(weft_runtime *rt, weft_net_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEFT_NET_H */
