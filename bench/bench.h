@@ -1,5 +1,5 @@
 /* bench/bench.h - what the benchmark programs (B1-B5, B9-B12 of
- * shared/bench-spec.md) share: options, the runtime, the completion signal,
+ * shared/bench-spec.md, and B6, B7, B9-B12 across processes) share: options, the runtime, the completion signal,
  * sending, the result line and the clean-up checks.
  *
  * Each benchmark is one function run by weft_bench's main(); it returns the
@@ -35,13 +35,22 @@ struct bench_opts {
 	long batch;       /* -b B: spawn actors per spawner turn */
 	bool verbose;     /* -v: runtime stats on stderr */
 	int dir;          /* -d fwd|rev|both: ctx-stream direction (0: both,
-	                   * 1: forward, 2: reverse) */
+	                   * 1: forward, 2: reverse; -1: not given, which
+	                   * is both, but forward only for tcp-stream) */
 	int overruns;     /* -o refuse|allow: ctx-stream overrun setting
-	                   * (0: refuse, tractor's default; 1: allow) */
+	                   * (0: refuse, tractor's default; 1: allow; -1: not
+	                   * given: refuse in one process, allow across
+	                   * processes) */
 	long bufsize;     /* -q Q: ctx-stream msg_buffer_size (0: weft's 64) */
 	int block;        /* -k sleep|recv: how the ctx-open-cancel and
 	                   * ctx-10k callee blocks (0: weft_sleep, the spec's;
 	                   * 1: weft_stream_recv on its own stream) */
+	long port;        /* -p P: net benchmarks: connect to a server already
+	                   * listening on 127.0.0.1:P (weft_bench serve-net)
+	                   * instead of forking one; serve-net: the port to
+	                   * listen on (0: any) */
+	long item_len;    /* -s S: net benchmarks: bytes per stream item
+	                   * (0: 64 for tcp-*, 4 for net-ctx-*) */
 };
 
 struct bench {
@@ -109,5 +118,15 @@ int run_ctx_rtt(const struct bench_opts *o);
 int run_ctx_open_cancel(const struct bench_opts *o);
 int run_portal_run(const struct bench_opts *o);
 int run_ctx_10k(const struct bench_opts *o);
+/* net.c: two processes over weft's TCP transport (127.0.0.1). */
+int run_tcp_rtt(const struct bench_opts *o);
+int run_tcp_stream(const struct bench_opts *o);
+int run_net_ctx_stream(const struct bench_opts *o);
+int run_net_ctx_rtt(const struct bench_opts *o);
+int run_net_ctx_open_cancel(const struct bench_opts *o);
+int run_net_portal_run(const struct bench_opts *o);
+/* The server of the net benchmarks, by hand: prints "port=P", serves until
+ * its stdin ends. */
+int run_serve_net(const struct bench_opts *o);
 
 #endif /* WEFT_BENCH_H */
