@@ -335,6 +335,24 @@ weft__spawn_proxy(weft_runtime *rt, const weft_uid *uid,
 	return WEFT_OK;
 }
 
+weft_err
+weft__spawn_uid(weft_runtime *rt, const weft_spawn_opts *o,
+                const weft_uid *uid, weft_aid *out)
+{
+	weft_aid aid;
+	weft_err rc = weft_spawn(rt, o, &aid);
+	if (rc != WEFT_OK)
+		return rc;
+	struct weft__actor *a;
+	if (weft__actor_hold(rt, aid, &a) != WEFT_OK)
+		return WEFT_ECLOSED;
+	/* Not yet published (see weft__spawn_proxy). */
+	memcpy(a->uid.uuid, uid->uuid, sizeof(a->uid.uuid));
+	weft__actor_rele(a);
+	*out = aid;
+	return WEFT_OK;
+}
+
 void *
 weft__proxy_of(weft_runtime *rt, weft_aid aid)
 {

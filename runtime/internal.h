@@ -111,6 +111,10 @@ weft_err weft__spawn_proxy(weft_runtime *rt, const weft_uid *uid,
                            void (*fn)(struct weft__actor *, weft_msg *),
                            void *proxy, weft_exit_fn on_exit,
                            weft_aid *out);
+/* weft_spawn with a given uuid (a child process's actor, whose uid its
+ * parent chose before the fork). */
+weft_err weft__spawn_uid(weft_runtime *rt, const weft_spawn_opts *o,
+                         const weft_uid *uid, weft_aid *out);
 /* The proxy state of a live actor that is a proxy, else NULL (no hold is
  * kept: the caller knows the proxy outlives the use). */
 void *weft__proxy_of(weft_runtime *rt, weft_aid aid);

@@ -24,6 +24,7 @@
  * local actor that talked through it (after everything already received,
  * FIFO), and is killed; context.c ends those contexts (weft__ctx_peer_gone)
  * and the proxy's queued requests are answered at its exit. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@
 struct chunk {
 	struct chunk *next;
 	size_t len, cap;
+	uint32_t frames;
 	uint8_t data[];
 };
 
@@ -114,6 +116,21 @@ struct weft__conn {
 	struct connect_req *waiters;
 	struct weft__conn *next;
 	char close_why[160];
+	/* called once when it ends (a child process watching its parent) */
+	void (*on_end)(void *arg);
+	void *on_end_arg;
+	bool is_child;         /* the peer is a child process we spawned */
+	bool spec_received;    /* child side: the parent's spawn_spec came */
+};
+
+/* A spawned child process's connection, awaited by its spawner. */
+struct weft__expect {
+	_Atomic int refs;
+	uint8_t uuid[16];
+	struct weft__event *ev;
+	weft_err rc;
+	weft_aid aid;
+	struct weft__expect *next;
 };
 
 struct connect_req {
@@ -130,12 +147,13 @@ struct connect_req {
 	struct connect_req *next;
 };
 
-enum cmd_kind { CMD_CONNECT, CMD_LISTEN, CMD_STOP };
+enum cmd_kind { CMD_CONNECT, CMD_LISTEN, CMD_STOP, CMD_EXPECT };
 
 struct cmd {
 	enum cmd_kind kind;
 	struct cmd *next;
 	struct connect_req *req;       /* CONNECT */
+	struct weft__expect *expect;   /* EXPECT */
 	/* LISTEN */
 	char host[256];
 	uint16_t port;
@@ -165,6 +183,7 @@ struct weft__net {
 	struct { char host[256]; uint16_t port; } listen_addrs[MAX_LISTEN];
 
 	struct weft__conn *conns; /* I/O thread */
+	struct weft__expect *expects; /* I/O thread */
 
 	struct {
 		_Atomic uint64_t open, accepted, dialed, refused, proto,
@@ -238,6 +257,13 @@ req_rele(struct connect_req *r)
 }
 
 static void
+expect_rele(struct weft__expect *x)
+{
+	if (atomic_fetch_sub_explicit(&x->refs, 1, memory_order_acq_rel) == 1)
+		free(x);
+}
+
+static void
 wake_loop(struct weft__net *n)
 {
 	uv_async_send(&n->async);
@@ -303,6 +329,7 @@ chunk_new(size_t cap)
 		k->next = NULL;
 		k->len = 0;
 		k->cap = cap;
+		k->frames = 0;
 	}
 	return k;
 }
@@ -332,6 +359,7 @@ encode_into(struct weft__conn *c, struct chunk **kp,
 		if (rc == WEFT_OK) {
 			weft_frame_put_header(k->data + k->len, (uint32_t)len);
 			k->len += WEFT_FRAME_HEADER + len;
+			k->frames++;
 			return WEFT_OK;
 		}
 		if (rc != WEFT_EMSGSIZE)
@@ -839,7 +867,11 @@ conn_end(struct weft__conn *c, const char *why, bool flush_first)
 	/* After this no proxy queues anything (out_push refuses). */
 	pthread_mutex_lock(&c->out_lock);
 	atomic_store_explicit(&c->dead, true, memory_order_release);
+	void (*on_end)(void *) = c->on_end;
+	c->on_end = NULL;
 	pthread_mutex_unlock(&c->out_lock);
+	if (on_end)
+		on_end(c->on_end_arg);
 
 	struct proxy *p;
 	while ((p = c->proxies) != NULL) {
@@ -967,11 +999,14 @@ flush(struct weft__conn *c)
 	pthread_mutex_unlock(&c->out_lock);
 	if (head == NULL)
 		return;
-	size_t n = 0, bytes = 0;
+	size_t n = 0, bytes = 0, frames = 0;
 	for (struct chunk *k = head; k; k = k->next) {
 		n++;
 		bytes += k->len;
+		frames += k->frames;
 	}
+	atomic_fetch_add_explicit(&c->net->st.frames_out, frames,
+	                          memory_order_relaxed);
 	struct write_req *w = malloc(sizeof(*w) + n * sizeof(uv_buf_t));
 	if (w == NULL) {
 		conn_end(c, "out of memory", false);
@@ -1094,6 +1129,48 @@ complete_waiters(struct weft__conn *c)
 	}
 }
 
+/* A child we spawned has dialed back: send its spawn spec (protocol.md
+ * §5.4) and hand its spawner the proxy of its actor. */
+static void
+match_child(struct weft__conn *c)
+{
+	struct weft__net *n = c->net;
+	for (struct weft__expect **pp = &n->expects; *pp; pp = &(*pp)->next) {
+		struct weft__expect *x = *pp;
+		if (memcmp(x->uuid, c->peer_uid.uuid, 16) != 0)
+			continue;
+		*pp = x->next;
+		c->is_child = true;
+		weft_v1_SpawnSpec spec;
+		memset(&spec, 0, sizeof(spec));
+		for (size_t i = 0; i < n->nlisten && i < 4; i++) {
+			weft_v1_Addr *a =
+				&spec.registry_addrs[spec.registry_addrs_count++];
+			strcpy(a->transport, "tcp");
+			snprintf(a->host, sizeof(a->host), "%s",
+			         n->listen_addrs[i].host);
+			a->port = n->listen_addrs[i].port;
+		}
+		uint8_t buf[4096];
+		size_t len = 0;
+		if (weft_wire_encode_msg(weft_v1_SpawnSpec_fields, &spec, buf,
+		                         sizeof(buf), &len) == WEFT_OK) {
+			weft_v1_Envelope env;
+			memset(&env, 0, sizeof(env));
+			env.which_msg = weft_v1_Envelope_spawn_spec_tag;
+			env.msg.spawn_spec = (weft_slice){buf, len};
+			send_env(c, &env);
+		}
+		struct proxy *p = proxy_get(c, 0, NULL);
+		x->rc = p ? WEFT_OK : WEFT_ENOMEM;
+		if (p)
+			x->aid = p->aid;
+		weft__event_complete(x->ev, WEFT_OK);
+		expect_rele(x);
+		return;
+	}
+}
+
 static void
 on_hello(struct weft__conn *c, weft_slice s)
 {
@@ -1135,6 +1212,8 @@ on_hello(struct weft__conn *c, weft_slice s)
 	         c->peer_uid.name, c->host, (unsigned)c->port,
 	         c->dialer ? "dialed" : "accepted");
 	complete_waiters(c);
+	if (!c->dialer)
+		match_child(c);
 }
 
 /* ------------------------------------------------------------ reading */
@@ -1376,6 +1455,22 @@ on_env(struct weft__conn *c, const weft_v1_Envelope *env, const uint8_t *raw,
 		break;
 	case weft_v1_Envelope_bye_tag:
 		conn_end(c, "the peer said bye", false);
+		break;
+	case weft_v1_Envelope_spawn_spec_tag:
+		/* Once, from the parent, on the connection the child dialed:
+		 * a forked child already has everything it says. */
+		weft_v1_SpawnSpec *spec = malloc(sizeof(*spec));
+		bool ok = spec && c->dialer && !c->spec_received &&
+		          weft_wire_decode_spawn_spec(env->msg.spawn_spec,
+		                                      spec) == WEFT_OK;
+		free(spec);
+		if (!ok) {
+			conn_protocol_error(
+				c, weft_v1_ErrorKind_ERROR_KIND_PROTOCOL,
+				"unexpected spawn_spec", raw, raw_len, true);
+			break;
+		}
+		c->spec_received = true;
 		break;
 	case weft_v1_Envelope_error_tag: {
 		const weft_v1_Error *e = &env->msg.error;
@@ -1795,10 +1890,12 @@ do_listen(struct weft__net *n, const char *host, uint16_t port,
 	uint16_t p = ss.ss_family == AF_INET6
 	                     ? ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)
 	                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	pthread_mutex_lock(&n->lock);
 	snprintf(n->listen_addrs[n->nlisten].host,
 	         sizeof(n->listen_addrs[n->nlisten].host), "%s", host);
 	n->listen_addrs[n->nlisten].port = p;
 	n->nlisten++;
+	pthread_mutex_unlock(&n->lock);
 	if (bound)
 		*bound = p;
 	return WEFT_OK;
@@ -1869,6 +1966,16 @@ on_async(uv_async_t *a)
 		case CMD_STOP:
 			if (!n->stopping)
 				close_all(n);
+			break;
+		case CMD_EXPECT:
+			if (n->stopping) {
+				k->expect->rc = WEFT_ECLOSED;
+				weft__event_complete(k->expect->ev, WEFT_OK);
+				expect_rele(k->expect);
+			} else {
+				k->expect->next = n->expects;
+				n->expects = k->expect;
+			}
 			break;
 		}
 		free(k);
@@ -1952,6 +2059,12 @@ net_start(struct weft__net *n)
 		pthread_mutex_unlock(&n->lock);
 		return WEFT_OK;
 	}
+	/* A write to a peer that has gone must be an EPIPE for the I/O
+	 * thread, not a signal that kills the process (libuv writes with
+	 * write(2), which raises SIGPIPE). Only when nobody handles it. */
+	struct sigaction sa;
+	if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
 	uint64_t tick = n->opts.heartbeat_ms / 4;
 	if (tick < 5)
 		tick = 5;
@@ -2217,9 +2330,20 @@ weft__net_shutdown(weft_runtime *rt)
 		} else if (k->kind == CMD_LISTEN) {
 			*k->rc = WEFT_ECLOSED;
 			weft__event_complete(k->ev, WEFT_OK);
+		} else if (k->kind == CMD_EXPECT) {
+			k->expect->rc = WEFT_ECLOSED;
+			weft__event_complete(k->expect->ev, WEFT_OK);
+			expect_rele(k->expect);
 		}
 		free(k);
 		k = nx;
+	}
+	struct weft__expect *x;
+	while ((x = n->expects) != NULL) {
+		n->expects = x->next;
+		x->rc = WEFT_ECLOSED;
+		weft__event_complete(x->ev, WEFT_OK);
+		expect_rele(x);
 	}
 	uv_loop_close(&n->loop);
 	pthread_mutex_destroy(&n->lock);
@@ -2227,4 +2351,116 @@ weft__net_shutdown(weft_runtime *rt)
 	rt->net = NULL;
 	pthread_mutex_unlock(&rt->net_lock);
 	free(n);
+}
+
+/* ------------------------------------------------------ child processes */
+
+uint16_t
+weft__net_parent_port(weft_runtime *rt)
+{
+	struct weft__net *n = net_get(rt, true);
+	if (n == NULL)
+		return 0;
+	if (net_start(n) != WEFT_OK)
+		return 0;
+	/* The I/O thread writes listen_addrs; read them through a listen
+	 * command when none is known yet. */
+	uint16_t port = 0;
+	pthread_mutex_lock(&n->lock);
+	bool have = n->nlisten > 0;
+	if (have)
+		port = n->listen_addrs[0].port;
+	pthread_mutex_unlock(&n->lock);
+	if (!have && weft_net_listen(rt, "127.0.0.1", 0, &port) != WEFT_OK)
+		return 0;
+	return port;
+}
+
+struct weft__expect *
+weft__net_expect_child(weft_runtime *rt, const weft_uid *uid)
+{
+	struct weft__net *n = net_get(rt, true);
+	if (n == NULL)
+		return NULL;
+	struct weft__expect *x = calloc(1, sizeof(*x));
+	struct cmd *k = calloc(1, sizeof(*k));
+	struct weft__event *ev = weft__event_new();
+	if (!x || !k || !ev) {
+		free(x);
+		free(k);
+		if (ev) {
+			weft__event_rele(ev);
+			weft__event_rele(ev);
+		}
+		return NULL;
+	}
+	atomic_init(&x->refs, 2);
+	memcpy(x->uuid, uid->uuid, 16);
+	x->ev = ev;
+	k->kind = CMD_EXPECT;
+	k->expect = x;
+	push_cmd(n, k);
+	return x;
+}
+
+weft_err
+weft__net_expect_wait(struct weft__expect *x, uint64_t deadline,
+                      weft_aid *aid)
+{
+	weft_err rc = weft__event_wait(x->ev, deadline);
+	if (rc == WEFT_OK)
+		rc = x->rc;
+	if (rc == WEFT_OK)
+		*aid = x->aid;
+	/* Our reference to the event; the I/O thread's goes with its
+	 * completion. A waiter that gives up leaves the expectation
+	 * registered: its uuid never comes, and shutdown frees it. */
+	weft__event_rele(x->ev);
+	expect_rele(x);
+	return rc;
+}
+
+void
+weft__net_note_local(weft_runtime *rt, weft_aid proxy, weft_aid local)
+{
+	struct weft__actor *a;
+	if (weft__actor_hold(rt, proxy, &a) != WEFT_OK)
+		return;
+	if (a->proxy_fn) {
+		uint64_t cache = 0;
+		proxy_note_local(a->proxy, local.id, &cache);
+	}
+	weft__actor_rele(a);
+}
+
+void
+weft__net_conn_on_end(struct weft__conn *c, void (*fn)(void *arg), void *arg)
+{
+	/* Set before anything can end it: the caller holds the only route
+	 * to it (its own connect), and the I/O thread reads it at the end
+	 * under this connection's output lock. */
+	pthread_mutex_lock(&c->out_lock);
+	bool dead = atomic_load(&c->dead);
+	if (!dead) {
+		c->on_end = fn;
+		c->on_end_arg = arg;
+	}
+	pthread_mutex_unlock(&c->out_lock);
+	if (dead)
+		fn(arg);
+}
+
+void
+weft__net_opts_get(weft_runtime *rt, weft_net_opts *o,
+                   uint8_t *token)
+{
+	weft_net_opts_init(o);
+	struct weft__net *n = net_get(rt, false);
+	if (n == NULL)
+		return;
+	pthread_mutex_lock(&n->lock);
+	*o = n->opts;
+	memcpy(token, n->token, WEFT_WIRE_TOKEN_MAX);
+	pthread_mutex_unlock(&n->lock);
+	o->auth_token = token;
 }

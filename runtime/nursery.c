@@ -1,13 +1,19 @@
 /* runtime/nursery.c - actor nurseries: one-cancels-all supervision of
  * in-process children (semantics.md §2.2). */
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 
 #include "runtime/host.h"
+#include "runtime/net.h"
+#include "runtime/spawn.h"
 
 struct child {
 	weft_portal *portal;
-	weft_aid aid;
+	weft_aid aid;   /* the actor, or the proxy of a child process's */
+	pid_t pid;      /* a child process; 0 in-process */
+	bool sigtermed;
 	uint64_t token;      /* the CHILD_EXIT route */
 	struct weft_ctx *exit_waiter;
 	bool exited;
@@ -96,7 +102,27 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 	}
 	n->children = arr;
 	c->n = n;
-	if ((rv = weft_spawn(n->rt, &so, &aid)) != WEFT_OK) {
+	weft_spawn_where where = o ? o->where : WEFT_SPAWN_DEFAULT;
+	if (where == WEFT_SPAWN_DEFAULT)
+		where = (weft_spawn_where)n->rt->cfg.spawn_where;
+	if (where == WEFT_SPAWN_PROCESS) {
+		rv = WEFT_OK;
+		for (size_t i = 0; i < so.nfunctions; i++)
+			if (so.functions[i].name == NULL ||
+			    so.functions[i].fn == NULL)
+				rv = WEFT_EINVAL;
+		if (so.name && strlen(so.name) >= WEFT_NAME_MAX)
+			rv = WEFT_EINVAL;
+		if (rv != WEFT_EINVAL)
+			rv = weft__spawn_process(n->rt, &so, &aid, &c->pid);
+	} else {
+		rv = weft_spawn(n->rt, &so, &aid);
+	}
+	if (rv != WEFT_OK && where == WEFT_SPAWN_PROCESS && rv != WEFT_EINVAL) {
+		free(c);
+		return rv; /* the task's error says why */
+	}
+	if (rv != WEFT_OK) {
 		/* A bad spec fails here, in the parent, before any spawn
 		 * (S120/S121). */
 		free(c);
@@ -113,9 +139,16 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 		return rv;
 	}
 	c->aid = aid;
-	/* The child has no message yet, so it cannot be running: its host
-	 * is ours to fill in until the first send publishes it. */
-	if (weft__actor_hold(n->rt, aid, &a) == WEFT_OK) {
+	if (c->pid > 0) {
+		/* Its exit is its connection's end (PEER_GONE fires the
+		 * waiter), which this actor must hear of even if it never
+		 * talks to the child. */
+		c->exit_waiter = weft__waiter_new(t, aid, &c->token);
+		weft__net_note_local(n->rt, aid, weft_current_actor());
+	} else if (weft__actor_hold(n->rt, aid, &a) == WEFT_OK) {
+		/* The child has no message yet, so it cannot be running: its
+		 * host is ours to fill in until the first send publishes
+		 * it. */
 		struct weft__host *h = weft__host_get(a);
 		c->exit_waiter = weft__waiter_new(t, aid, &c->token);
 		if (h && c->exit_waiter) {
@@ -126,6 +159,10 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 	}
 	if ((rv = weft_portal_open(n->rt, aid, &c->portal)) != WEFT_OK ||
 	    c->exit_waiter == NULL) {
+		if (c->pid > 0) {
+			kill(c->pid, SIGKILL);
+			weft__reap(c->pid, 2000);
+		}
 		weft_stop(n->rt, aid);
 		weft__waiter_free(c->exit_waiter);
 		weft_portal_free(c->portal);
@@ -149,6 +186,40 @@ weft_nursery_start_actor(weft_nursery *n, const weft_actor_opts *o,
 }
 
 static weft_err cancel_children(weft_nursery *n);
+
+/* The hard stop: the in-process kill, or for a child process the end of
+ * the teardown ladder (semantics.md §14): SIGTERM first, SIGKILL when
+ * `hard` (the SIGTERM grace has passed). */
+static void
+child_kill(struct weft_nursery *n, struct child *c, bool hard)
+{
+	if (c->pid <= 0) {
+		weft__actor_kill(n->rt, c->aid);
+		return;
+	}
+	if (!c->sigtermed && !hard) {
+		WEFT_LOG(WEFT_LOG_CANCEL, "SIGTERM to child process %d",
+		         (int)c->pid);
+		kill(c->pid, SIGTERM);
+		c->sigtermed = true;
+		return;
+	}
+	WEFT_LOG(WEFT_LOG_CANCEL, "SIGKILL to child process %d", (int)c->pid);
+	kill(c->pid, SIGKILL);
+}
+
+/* After the child's exit was seen (or forced): reap the process. */
+static void
+child_reap(struct weft_nursery *n, struct child *c)
+{
+	if (c->pid <= 0)
+		return;
+	if (!weft__reap(c->pid, n->rt->cfg.sigterm_timeout_ms)) {
+		kill(c->pid, SIGKILL);
+		weft__reap(c->pid, 5000);
+	}
+	c->pid = 0;
+}
 
 static void
 main_call_acked(void *arg, weft_err rc)
@@ -241,7 +312,7 @@ weft_nursery_run_in_actor(weft_nursery *n, const weft_actor_opts *o,
 	if (c->start_state == 2) {
 		/* Nothing to supervise: stop the child now, so that the
 		 * nursery's exit does not wait for it. */
-		weft__actor_kill(n->rt, c->aid);
+		child_kill(n, c, true);
 		weft__task_set_error(t, weft_error_hold(c->error));
 		return c->start_rc;
 	}
@@ -326,7 +397,7 @@ cancel_children(weft_nursery *n)
 				WEFT_LOG(WEFT_LOG_CANCEL,
 				         "a child did not acknowledge its "
 				         "cancel: stopping it");
-				weft__actor_kill(n->rt, n->children[i]->aid);
+				child_kill(n, n->children[i], false);
 			}
 		}
 		free(waiting);
@@ -399,7 +470,7 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 		 * more, and no exit notice can be handled. Stop the children
 		 * the same way and leave. */
 		for (size_t i = 0; i < n->nchildren; i++)
-			weft__actor_kill(n->rt, n->children[i]->aid);
+			child_kill(n, n->children[i], true);
 		for (size_t i = 0; i < n->nchildren; i++)
 			n->children[i]->exited = true;
 	}
@@ -419,10 +490,22 @@ weft_nursery_exit(weft_nursery *n, weft_err body_rc)
 								.nursery_cancel_timeout_ms *
 							1000000u);
 				if (!weft__waiter_fired(c->exit_waiter))
-					weft__actor_kill(n->rt, c->aid);
+					child_kill(n, c, c->pid <= 0);
+			}
+			if (c->sigtermed && !weft__waiter_fired(c->exit_waiter)) {
+				/* SIGTERMed: its grace, then SIGKILL. */
+				weft__waiter_wait(
+					c->exit_waiter,
+					weft__now_ns() +
+						(uint64_t)n->rt->cfg
+								.sigterm_timeout_ms *
+							1000000u);
+				if (!weft__waiter_fired(c->exit_waiter))
+					child_kill(n, c, true);
 			}
 		}
 		c->exited = true;
+		child_reap(n, c);
 	}
 	if (weft_log_enabled(WEFT_LOG_CANCEL))
 		for (size_t i = 0; i < n->nerrors; i++) {

@@ -110,10 +110,34 @@ cache_exit(void *arg)
 	pthread_mutex_unlock(&caches_lock);
 }
 
+/* fork() (a child process spawned by a nursery) copies only the forking
+ * thread: no pool lock may be held by another thread at that moment, or
+ * the child's first allocation would wait for ever. */
+static void
+fork_prepare(void)
+{
+	pthread_mutex_lock(&caches_lock);
+#ifndef WEFT_POOL_BYPASS
+	for (unsigned c = 0; c < NCLASS; c++)
+		pthread_mutex_lock(&depots[c].lock);
+#endif
+}
+
+static void
+fork_release(void)
+{
+#ifndef WEFT_POOL_BYPASS
+	for (unsigned c = NCLASS; c-- > 0;)
+		pthread_mutex_unlock(&depots[c].lock);
+#endif
+	pthread_mutex_unlock(&caches_lock);
+}
+
 static void
 make_key(void)
 {
 	pthread_key_create(&cache_key, cache_exit);
+	pthread_atfork(fork_prepare, fork_release, fork_release);
 }
 
 static struct cache *

@@ -16,6 +16,9 @@ weft_config_init(weft_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->log_level = -1;
+	const char *w = getenv("WEFT_SPAWN");
+	cfg->spawn_where = w && strcmp(w, "process") == 0 ? WEFT_SPAWN_PROCESS
+	                                                    : WEFT_SPAWN_IN_PROCESS;
 }
 
 _Noreturn void
@@ -66,6 +69,10 @@ weft_runtime_open(const weft_config *user_cfg, weft_runtime **out)
 		cfg.cancel_actor_timeout_ms = 500;
 	if (cfg.nursery_cancel_timeout_ms == 0)
 		cfg.nursery_cancel_timeout_ms = 3000;
+	if (cfg.sigterm_timeout_ms == 0)
+		cfg.sigterm_timeout_ms = 1000;
+	if (cfg.spawn_where != WEFT_SPAWN_PROCESS)
+		cfg.spawn_where = WEFT_SPAWN_IN_PROCESS;
 
 	if ((rt = calloc(1, sizeof(*rt))) == NULL)
 		return WEFT_ENOMEM;

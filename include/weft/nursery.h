@@ -19,10 +19,24 @@ extern "C" {
 
 typedef struct weft_nursery weft_nursery;
 
+/* Where a nursery starts an actor. */
+typedef enum weft_spawn_where {
+	WEFT_SPAWN_DEFAULT = 0, /* weft_config.spawn_where */
+	WEFT_SPAWN_IN_PROCESS,  /* an actor of this runtime */
+	/* A child process: a fork of this program running its own runtime
+	 * that hosts the actor (same functions and arguments, a copy of the
+	 * memory at the spawn), connected back to this one over TCP
+	 * (weft/net.h). The portal and every semantic are the same as
+	 * in-process; the child exits when its actor does, cancels itself
+	 * if this process dies, and is reaped by the nursery. */
+	WEFT_SPAWN_PROCESS,
+} weft_spawn_where;
+
 typedef struct weft_actor_opts {
 	const char *name;
 	const weft_function *functions;
 	size_t nfunctions;
+	weft_spawn_where where;
 } weft_actor_opts;
 
 WEFT_EXTERN weft_err weft_nursery_open(weft_nursery **out);

@@ -42,6 +42,14 @@ typedef struct weft_config {
 	unsigned ctx_cancel_timeout_ms;     /* 616: wait for a cancel ack */
 	unsigned cancel_actor_timeout_ms;   /* 500: wait for an actor cancel */
 	unsigned nursery_cancel_timeout_ms; /* 3000: graceful teardown */
+	/* Where nurseries start actors whose options say
+	 * WEFT_SPAWN_DEFAULT (enum weft_spawn_where in weft/nursery.h).
+	 * weft_config_init() reads the environment variable WEFT_SPAWN
+	 * ("process" or "in-process"); in-process if unset. */
+	int spawn_where;
+	/* After SIGTERM, how long a child process gets before SIGKILL (the
+	 * last steps of the teardown ladder). 0: 1000. */
+	unsigned sigterm_timeout_ms;
 } weft_config;
 
 /* Fills `cfg` with the defaults. */

@@ -606,7 +606,7 @@ weft_err WithDaemon(const char *name, const std::vector<weft_function> &fns,
   weft_err rc = weft_nursery_open(&n);
   EXPECT_EQ(WEFT_OK, rc);
   if (rc != WEFT_OK) return rc;
-  weft_actor_opts o{name, fns.data(), fns.size()};
+  weft_actor_opts o{name, fns.data(), fns.size(), WEFT_SPAWN_DEFAULT};
   weft_portal *p = nullptr;
   rc = weft_nursery_start_actor(n, &o, &p);
   EXPECT_EQ(WEFT_OK, rc);

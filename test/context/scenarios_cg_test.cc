@@ -390,7 +390,7 @@ weft_err SpawnSubWithSyncBlockingTask(weft_ctx *, const weft_payload *a,
   weft_nursery *n = nullptr;
   weft_err rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
-  weft_actor_opts o{"sleeper", kFns, kNFns};
+  weft_actor_opts o{"sleeper", kFns, kNFns, WEFT_SPAWN_DEFAULT};
   weft_portal *p = nullptr;
   SpinArgs sa{3000};
   rc = weft_nursery_run_in_actor(n, &o, "t:spin_for", &sa, sizeof(sa), &p);
@@ -423,13 +423,13 @@ weft_err SpawnAndError(weft_ctx *, const weft_payload *a, void *) {
     if (x.depth > 0) {
       std::snprintf(name, sizeof(name), "spawner_%u_depth_%u", i, x.depth);
       SpawnArgs sa{x.breadth, x.depth - 1, &gate, x.rec};
-      weft_actor_opts o{name, kFns, kNFns};
+      weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
       rc = weft_nursery_run_in_actor(n, &o, "t:spawn_and_error", &sa,
                                      sizeof(sa), &p);
     } else {
       std::snprintf(name, sizeof(name), "%s_errorer_%u", me.c_str(), i);
       ErrArgs ea{0, &gate};
-      weft_actor_opts o{name, kFns, kNFns};
+      weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
       rc = weft_nursery_run_in_actor(n, &o, "t:assert_err", &ea, sizeof(ea),
                                      &p);
     }
@@ -527,7 +527,7 @@ weft_err MidHold(weft_ctx *ctx, const weft_payload *a, void *) {
   weft_nursery *n = nullptr;
   weft_err rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
-  weft_actor_opts o{"leaf", kFns, kNFns};
+  weft_actor_opts o{"leaf", kFns, kNFns, WEFT_SPAWN_DEFAULT};
   weft_portal *leaf = nullptr;
   weft_ctx *lc = nullptr;
   rc = weft_nursery_start_actor(n, &o, &leaf);
@@ -637,7 +637,7 @@ TEST_F(CG, S055_RemoteError_AssertErrRaisedFromResultAndNursery) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
-        weft_actor_opts o{"errorer", kFns, kNFns};
+        weft_actor_opts o{"errorer", kFns, kNFns, WEFT_SPAWN_DEFAULT};
         weft_portal *p = nullptr;
         weft_err r =
             weft_nursery_run_in_actor(n, &o, "t:assert_err", nullptr, 0, &p);
@@ -677,7 +677,7 @@ TEST_F(CG, S056_RemoteError_RefusedStartRaisesFromRunInActor) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
-        weft_actor_opts o{"errorer", kFns, kNFns};
+        weft_actor_opts o{"errorer", kFns, kNFns, WEFT_SPAWN_DEFAULT};
         weft_portal *p = nullptr;
         weft_err r = weft_nursery_run_in_actor(n, &o, "t:not_exposed",
                                                nullptr, 0, &p);
@@ -724,7 +724,7 @@ TEST_F(CG, S057_MultiError_GroupOfEveryChildAndTheBody) {
         weft_portal *p[2] = {nullptr, nullptr};
         const char *names[2] = {"errorer1", "errorer2"};
         for (int i = 0; i < 2; i++) {
-          weft_actor_opts o{names[i], kFns, kNFns};
+          weft_actor_opts o{names[i], kFns, kNFns, WEFT_SPAWN_DEFAULT};
           ErrArgs ea{0, &gate};
           EXPECT_EQ(WEFT_OK,
                     weft_nursery_run_in_actor(n, &o, "t:assert_err", &ea,
@@ -783,7 +783,7 @@ TEST_P(FastNursery, TwentyFiveLeaves) {
         for (int i = 0; i < kN; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "errorer_%d", i);
-          weft_actor_opts o{name, kFns, kNFns};
+          weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
           ErrArgs ea{delay, &gate};
           weft_portal *p = nullptr;
           EXPECT_EQ(WEFT_OK,
@@ -837,7 +837,7 @@ TEST_F(CG, S060_CancelSingleSubactor_NurseryCancel) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
-        weft_actor_opts o{"nothin", kFns, kNFns};
+        weft_actor_opts o{"nothin", kFns, kNFns, WEFT_SPAWN_DEFAULT};
         weft_portal *p = nullptr;
         TRY(weft_nursery_start_actor(n, &o, &p));
         child = weft_portal_aid(p);
@@ -867,7 +867,7 @@ TEST_F(CG, S061_CancelSingleSubactor_KeyboardInterruptInBody) {
       [&]() -> weft_err {
         weft_nursery *n = nullptr;
         TRY(weft_nursery_open(&n));
-        weft_actor_opts o{"nothin", kFns, kNFns};
+        weft_actor_opts o{"nothin", kFns, kNFns, WEFT_SPAWN_DEFAULT};
         weft_portal *p = nullptr;
         TRY(weft_nursery_start_actor(n, &o, &p));
         child = weft_portal_aid(p);
@@ -910,7 +910,7 @@ TEST_F(CG, S062_CancelInfiniteStreamer) {
       St *s = static_cast<St *>(arg);
       weft_nursery *n = nullptr;
       TRY(weft_nursery_open(&n));
-      weft_actor_opts o{"donny", kFns, kNFns};
+      weft_actor_opts o{"donny", kFns, kNFns, WEFT_SPAWN_DEFAULT};
       weft_portal *p = nullptr;
       weft_err r = weft_nursery_start_actor(n, &o, &p);
       EXPECT_EQ(WEFT_OK, r);
@@ -1008,7 +1008,7 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
         for (int i = 0; i < c.n; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "daemon_%d", i);
-          weft_actor_opts o{name, kFns, kNFns};
+          weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
           weft_portal *p = nullptr;
           TRY(weft_nursery_start_actor(n, &o, &p));
           daemons.push_back(p);
@@ -1017,7 +1017,7 @@ TEST_P(SomeCancelsAllTest, OneCancelsAll) {
         for (int i = 0; i < c.n; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "ria_%d", i);
-          weft_actor_opts o{name, kFns, kNFns};
+          weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
           ErrArgs ea{c.ria_delay_ms, &gate};
           weft_portal *p = nullptr;
           EXPECT_EQ(WEFT_OK, weft_nursery_run_in_actor(n, &o, c.ria_fn, &ea,
@@ -1143,7 +1143,7 @@ TEST_P(NestedMultiErrors, GroupOfTwoSpawnerGroups) {
         for (int i = 0; i < 2; i++) {
           char name[WEFT_NAME_MAX];
           std::snprintf(name, sizeof(name), "spawner_%d", i);
-          weft_actor_opts o{name, kFns, kNFns};
+          weft_actor_opts o{name, kFns, kNFns, WEFT_SPAWN_DEFAULT};
           SpawnArgs sa{2, depth, &gate, &rec};
           weft_portal *p = nullptr;
           EXPECT_EQ(WEFT_OK,
@@ -1205,7 +1205,7 @@ TEST_F(CG, S075_FastGracefulCancelOfDaemonWhileWaitingForIt) {
           St *s = static_cast<St *>(arg);
           weft_nursery *n = nullptr;
           TRY(weft_nursery_open(&n));
-          weft_actor_opts o{"fast_boi", kFns, kNFns};
+          weft_actor_opts o{"fast_boi", kFns, kNFns, WEFT_SPAWN_DEFAULT};
           weft_portal *p = nullptr;
           weft_err r = weft_nursery_start_actor(n, &o, &p);
           EXPECT_EQ(WEFT_OK, r);
@@ -1264,7 +1264,7 @@ weft_err RootMain(weft_ctx *, const weft_payload *a, void *) {
   weft_nursery *n = nullptr;
   weft_err rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
-  weft_actor_opts o{"sleep_back_actor", kFns, kNFns};
+  weft_actor_opts o{"sleep_back_actor", kFns, kNFns, WEFT_SPAWN_DEFAULT};
   BackArgs ba{weft_current_actor(), x.fn, x.rec};
   weft_portal *p = nullptr;
   rc = weft_nursery_run_in_actor(n, &o, "t:sleep_back_actor", &ba, sizeof(ba),
@@ -1413,14 +1413,14 @@ void RunBadSpec(weft_runtime *rt, const weft_actor_opts &bad) {
 // S120 (ModuleNotFoundError): an exposed name with no code behind it.
 TEST_F(CG, S120_RpcErrors_ChildSpecNamesMissingCode) {
   static const weft_function missing[] = {{"tmp_mod:doggy", nullptr, nullptr}};
-  weft_actor_opts bad{"sleep_back_actor", missing, 1};
+  weft_actor_opts bad{"sleep_back_actor", missing, 1, WEFT_SPAWN_DEFAULT};
   RunBadSpec(rt_, bad);
 }
 
 // S121 (SyntaxError): a malformed entry (no name).
 TEST_F(CG, S121_RpcErrors_ChildSpecMalformed) {
   static const weft_function malformed[] = {{nullptr, DoNuthin, nullptr}};
-  weft_actor_opts bad{"sleep_back_actor", malformed, 1};
+  weft_actor_opts bad{"sleep_back_actor", malformed, 1, WEFT_SPAWN_DEFAULT};
   RunBadSpec(rt_, bad);
 }
 
@@ -1480,7 +1480,7 @@ void RunInterPeer(weft_runtime *rt, std::vector<PeerCtxTask *> holders,
   weft_err rc = RunTask(rt, "root", [&]() -> weft_err {
     weft_nursery *n = nullptr;
     TRY(weft_nursery_open(&n));
-    weft_actor_opts so{"sleeper", kFns, kNFns}, co{"canceller", kFns, kNFns};
+    weft_actor_opts so{"sleeper", kFns, kNFns, WEFT_SPAWN_DEFAULT}, co{"canceller", kFns, kNFns, WEFT_SPAWN_DEFAULT};
     weft_portal *sp = nullptr, *cp = nullptr;
     weft_err r = weft_nursery_start_actor(n, &so, &sp);
     if (r == WEFT_OK) r = weft_nursery_start_actor(n, &co, &cp);
@@ -1596,7 +1596,7 @@ TEST_F(CG, Rule3_RelayedErrorKeepsSourceAndAppendsPathAcrossTwoHops) {
         weft_portal *p[3] = {nullptr, nullptr, nullptr};
         weft_uid *uids[3] = {&hop_a, &hop_b, &origin};
         for (int i = 0; i < 3; i++) {
-          weft_actor_opts o{names[i], kFns, kNFns};
+          weft_actor_opts o{names[i], kFns, kNFns, WEFT_SPAWN_DEFAULT};
           TRY(weft_nursery_start_actor(n, &o, &p[i]));
           weft_actor_uid(weft_current_runtime(), weft_portal_aid(p[i]),
                          uids[i]);
@@ -1682,7 +1682,7 @@ TEST_P(Rule9_6_Cascade, EachLevelNamesItsParent) {
     root = *weft_current_uid();
     weft_nursery *n = nullptr;
     TRY(weft_nursery_open(&n));
-    weft_actor_opts mo{"mid", kFns, kNFns};
+    weft_actor_opts mo{"mid", kFns, kNFns, WEFT_SPAWN_DEFAULT};
     weft_portal *mp = nullptr;
     weft_err r = weft_nursery_start_actor(n, &mo, &mp);
     EXPECT_EQ(WEFT_OK, r);
@@ -1784,7 +1784,7 @@ SyncSleepOutcome RunSyncSleepTree(weft_runtime *rt, bool man_cancel_outer) {
           St *s = static_cast<St *>(arg);
           weft_nursery *n = nullptr;
           TRY(weft_nursery_open(&n));
-          weft_actor_opts o{"sync_blocking_sub", kFns, kNFns};
+          weft_actor_opts o{"sync_blocking_sub", kFns, kNFns, WEFT_SPAWN_DEFAULT};
           weft_portal *p = nullptr;
           TreeArgs ta{s->rec};
           weft_err r = weft_nursery_run_in_actor(

@@ -231,7 +231,7 @@ weft_err WithDaemon(const char *name, const std::vector<weft_function> &fns,
                     const std::function<weft_err(weft_portal *)> &body) {
   weft_nursery *n = nullptr;
   F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
-  weft_actor_opts o{name, fns.data(), fns.size()};
+  weft_actor_opts o{name, fns.data(), fns.size(), WEFT_SPAWN_DEFAULT};
   weft_portal *p = nullptr;
   weft_err rc = weft_nursery_start_actor(n, &o, &p);
   EXPECT_RC(WEFT_OK, rc) << "start_actor(" << name << ")";
@@ -566,7 +566,7 @@ TEST_F(ScenarioF, S093_MustDefineCtx) {
     weft_nursery *n;
     F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
     weft_function bad[] = {{"legacy:no_ctx", nullptr, nullptr}};
-    weft_actor_opts o{"streamerd", bad, 1};
+    weft_actor_opts o{"streamerd", bad, 1, WEFT_SPAWN_DEFAULT};
     weft_portal *p = nullptr;
     EXPECT_RC(WEFT_EINVAL, weft_nursery_start_actor(n, &o, &p));
     EXPECT_EQ(nullptr, p);
@@ -767,7 +767,7 @@ weft_err Aggregate(weft_ctx *ctx, const weft_payload *, void *arg) {
   for (int i = 0; i < 2 && body == WEFT_OK; i++) {
     std::string name = "streamer_" + std::to_string(i + 1);
     weft_actor_opts o{name.c_str(), st->streamer_fns.data(),
-                      st->streamer_fns.size()};
+                      st->streamer_fns.size(), WEFT_SPAWN_DEFAULT};
     weft_portal *p;
     body = weft_nursery_start_actor(n, &o, &p);
     if (body == WEFT_OK)
@@ -857,7 +857,7 @@ weft_err QuadExample(void *arg) {
   auto *q = static_cast<QuadRun *>(arg);
   weft_nursery *n;
   F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
-  weft_actor_opts o{"aggregator", q->agg_fns->data(), q->agg_fns->size()};
+  weft_actor_opts o{"aggregator", q->agg_fns->data(), q->agg_fns->size(), WEFT_SPAWN_DEFAULT};
   weft_portal *p;
   weft_err body = weft_nursery_start_actor(n, &o, &p);
   weft_ctx *ctx = nullptr;
@@ -1225,7 +1225,7 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
     weft_nursery *n;
     F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
-    weft_actor_opts po{"publisher", pub_fns.data(), pub_fns.size()};
+    weft_actor_opts po{"publisher", pub_fns.data(), pub_fns.size(), WEFT_SPAWN_DEFAULT};
     weft_portal *pp = nullptr;
     std::vector<weft_portal *> portals; /* run_in_actor portals are ours */
     weft_err body = weft_nursery_run_in_actor(n, &po, "pub:publisher",
@@ -1236,7 +1236,7 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
       a.pub = weft_portal_aid(pp);
       a.idx = i;
       std::snprintf(a.topics, sizeof(a.topics), "%s", topics[i]);
-      weft_actor_opts co{names[i], cons_fns.data(), cons_fns.size()};
+      weft_actor_opts co{names[i], cons_fns.data(), cons_fns.size(), WEFT_SPAWN_DEFAULT};
       weft_portal *cp = nullptr;
       body = weft_nursery_run_in_actor(n, &co, "cons:consumer", &a, sizeof(a),
                                        &cp);
@@ -1436,7 +1436,7 @@ TEST_F(ScenarioF, S107_KeyboardInterruptWithBothStreamTypes) {
       [&]() -> weft_err {
         weft_nursery *n;
         F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
-        weft_actor_opts o{"2_way", fns.data(), fns.size()};
+        weft_actor_opts o{"2_way", fns.data(), fns.size(), WEFT_SPAWN_DEFAULT};
         weft_portal *p;
         weft_err body = weft_nursery_start_actor(n, &o, &p);
         int32_t zero = 0;
@@ -2962,7 +2962,7 @@ TEST_F(ScenarioF, Rule25_AcloseSwallowsTransportClosedAtExit) {
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
     weft_nursery *n;
     F_REQUIRE(WEFT_OK, weft_nursery_open(&n));
-    weft_actor_opts o{"child", fns.data(), fns.size()};
+    weft_actor_opts o{"child", fns.data(), fns.size(), WEFT_SPAWN_DEFAULT};
     weft_portal *p;
     weft_err body = weft_nursery_start_actor(n, &o, &p);
     weft_ctx *ctx = nullptr;

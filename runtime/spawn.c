@@ -1,0 +1,261 @@
+/* runtime/spawn.c - actors in child processes (WEFT_SPAWN_PROCESS).
+ *
+ * The parent forks. The child keeps only the forking thread, which may be
+ * a worker running a task on a fiber, with the parent's runtime in its
+ * thread-locals: it touches none of that. It starts one fresh thread that
+ * opens a new runtime, spawns the actor with the options and the uid the
+ * parent chose (the functions and their arguments are valid in the copy of
+ * the parent's memory), dials the parent, and lives until its actor exits
+ * (cancelled by the parent) or the connection to the parent ends (the
+ * parent died: the child cancels its actor and exits, protocol.md §5.4,
+ * semantics.md §14). No child outlives its parent: PR_SET_PDEATHSIG is the
+ * backstop for a parent killed before the connection could tell.
+ *
+ * Locks other parent threads may hold at the fork: malloc's (glibc resets
+ * them), the message pools' (pool.c's atfork handlers), libuv's (its own
+ * atfork); the child never uses the parent's runtime, whose locks stay
+ * as they were. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime/host.h"
+#include "runtime/net.h"
+#include "runtime/spawn.h"
+
+struct child_spec {
+	weft_config cfg;
+	weft_net_opts net;
+	uint8_t token[64];
+	weft_uid uid;
+	char name[WEFT_NAME_MAX];
+	const weft_function *fns;
+	size_t nfns;
+	uint16_t parent_port;
+	pid_t parent_pid;
+};
+
+struct child_state {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool exited;
+	bool parent_gone;
+};
+
+static void
+child_actor_exited(weft_aid self, void *state, weft_exit_reason why)
+{
+	(void)self;
+	(void)why;
+	struct child_state *st = state;
+	pthread_mutex_lock(&st->lock);
+	st->exited = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+static void
+parent_gone(void *arg)
+{
+	struct child_state *st = arg;
+	pthread_mutex_lock(&st->lock);
+	st->parent_gone = true;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* Waits for the actor's exit until `ms` have passed; true if it exited. */
+static bool
+wait_exited(struct child_state *st, unsigned ms)
+{
+	uint64_t deadline = weft__now_ns() + (uint64_t)ms * 1000000u;
+	pthread_mutex_lock(&st->lock);
+	while (!st->exited && weft__now_ns() < deadline) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+	}
+	bool done = st->exited;
+	pthread_mutex_unlock(&st->lock);
+	return done;
+}
+
+static int
+run_child(struct child_spec *sp)
+{
+	struct child_state st = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	                         .cond = PTHREAD_COND_INITIALIZER};
+	weft_runtime *rt = NULL;
+	if (weft_runtime_open(&sp->cfg, &rt) != WEFT_OK)
+		return 70;
+	weft_net_configure(rt, &sp->net);
+	weft_spawn_opts so = {.name = sp->name,
+	                      .functions = sp->fns,
+	                      .nfunctions = sp->nfns,
+	                      .state = &st,
+	                      .on_exit = child_actor_exited};
+	weft_aid aid;
+	weft_portal *parent = NULL;
+	int rc = 0;
+	if (weft__spawn_uid(rt, &so, &sp->uid, &aid) != WEFT_OK ||
+	    weft_net_set_primary(rt, aid) != WEFT_OK) {
+		rc = 71;
+		goto out;
+	}
+	if (weft_net_connect(rt, "127.0.0.1", sp->parent_port, 0, &parent) !=
+	    WEFT_OK) {
+		rc = 72;
+		goto out;
+	}
+	struct weft__conn *c = weft__net_conn_hold(rt, weft_portal_aid(parent));
+	if (c) {
+		weft__net_conn_on_end(c, parent_gone, &st);
+		weft__net_conn_rele(c);
+	} else {
+		parent_gone(&st);
+	}
+	pthread_mutex_lock(&st.lock);
+	while (!st.exited && !st.parent_gone)
+		pthread_cond_wait(&st.cond, &st.lock);
+	bool orphan = !st.exited;
+	pthread_mutex_unlock(&st.lock);
+	if (orphan) {
+		/* The parent is gone: cancel ourselves (the actor's contexts
+		 * end with ContextCancelled naming it) and leave. */
+		WEFT_LOG(WEFT_LOG_CANCEL,
+		         "parent process gone: cancelling actor %s", sp->name);
+		weft_msg *m = weft_msg_new(WEFT__MSG_ACTOR_CANCEL,
+		                           sizeof(weft_uid));
+		if (m) {
+			memcpy(weft_msg_data(m), &sp->uid, sizeof(weft_uid));
+			weft__send_sys(rt, aid, m);
+		}
+		if (!wait_exited(&st, 1500))
+			weft__actor_kill(rt, aid);
+		rc = 0;
+	}
+out:
+	weft_portal_free(parent);
+	/* What the actor sent last (acks, finals) reaches the connection
+	 * before the close's bye. */
+	weft_runtime_wait_idle(rt, 200u * 1000000u);
+	weft_runtime_close(rt, NULL);
+	return rc;
+}
+
+static void *
+child_thread(void *arg)
+{
+	return (void *)(intptr_t)run_child(arg);
+}
+
+_Noreturn static void
+child_process(struct child_spec *sp)
+{
+	/* Inherited descriptors (the parent's sockets, epoll, eventfds)
+	 * would keep its connections open behind its back. */
+	close_range(3, ~0u, 0);
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != sp->parent_pid)
+		_exit(1);
+	char title[16];
+	snprintf(title, sizeof(title), "weft:%.10s", sp->name);
+	prctl(PR_SET_NAME, title);
+	sigset_t all;
+	sigemptyset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	pthread_t th;
+	void *rv = (void *)(intptr_t)73;
+	if (pthread_create(&th, NULL, child_thread, sp) == 0)
+		pthread_join(th, &rv);
+	_exit((int)(intptr_t)rv);
+}
+
+weft_err
+weft__spawn_process(weft_runtime *rt, const weft_spawn_opts *o,
+                    weft_aid *aid, pid_t *pid)
+{
+	struct weft__task *t = weft__task_current();
+	uint16_t port = weft__net_parent_port(rt);
+	if (port == 0)
+		return WEFT_ECLOSED;
+	struct child_spec *sp = calloc(1, sizeof(*sp));
+	if (sp == NULL)
+		return WEFT_ENOMEM;
+	sp->cfg = rt->cfg;
+	weft__net_opts_get(rt, &sp->net, sp->token);
+	snprintf(sp->name, sizeof(sp->name), "%s", o->name ? o->name : "actor");
+	snprintf(sp->uid.name, sizeof(sp->uid.name), "%s", sp->name);
+	weft__random_bytes(sp->uid.uuid, sizeof(sp->uid.uuid));
+	sp->fns = o->functions;
+	sp->nfns = o->nfunctions;
+	sp->parent_port = port;
+	sp->parent_pid = getpid();
+	struct weft__expect *x = weft__net_expect_child(rt, &sp->uid);
+	if (x == NULL) {
+		free(sp);
+		return WEFT_ENOMEM;
+	}
+	fflush(NULL);
+	pid_t p = fork();
+	if (p == 0)
+		child_process(sp);
+	if (p < 0) {
+		WEFT_LOG(WEFT_LOG_WARNING, "fork: %s", strerror(errno));
+		/* The expectation never matches; shutdown frees it. */
+		weft__net_expect_wait(x, 1, aid);
+		free(sp);
+		return WEFT_ENOMEM;
+	}
+	free(sp);
+	/* A child that dies before it dials back must not hang us: wait for
+	 * its connection with a bound. */
+	weft_err rc = weft__net_expect_wait(x, weft__now_ns() + 10000000000ull,
+	                                    aid);
+	if (rc != WEFT_OK) {
+		kill(p, SIGKILL);
+		waitpid(p, NULL, 0);
+		if (t && rc != WEFT_ECANCELED)
+			weft__task_set_error(
+				t, weft__error_here(WEFT_ERRKIND_RUNTIME, NULL,
+				                    "child process %d (%s) did not "
+				                    "connect back: %s",
+				                    (int)p, o->name ? o->name : "actor",
+				                    weft_strerror(rc)));
+		return rc;
+	}
+	*pid = p;
+	return WEFT_OK;
+}
+
+bool
+weft__reap(pid_t pid, unsigned wait_ms)
+{
+	uint64_t deadline = weft__now_ns() + (uint64_t)wait_ms * 1000000u;
+	for (;;) {
+		pid_t r = waitpid(pid, NULL, WNOHANG);
+		if (r == pid || (r < 0 && errno == ECHILD))
+			return true;
+		if (weft__now_ns() >= deadline)
+			return false;
+		/* A child that closed its connection is exiting: poll briefly
+		 * without holding the worker for long. */
+		struct weft__task *t = weft__task_current();
+		if (t)
+			weft__task_block(t, NULL, weft__now_ns() + 1000000u, true);
+		else
+			usleep(1000);
+	}
+}
