@@ -33,6 +33,7 @@
 #include <uv.h>
 
 #include "proto/codec.h"
+#include "proto/item.h"
 #include "runtime/host.h"
 #include "runtime/net.h"
 
@@ -113,6 +114,7 @@ struct weft__conn {
 
 	struct proxy *proxies; /* I/O thread */
 	struct proxy *last_proxy;
+	uint64_t last_to; /* the last local target found not to be a proxy */
 	struct connect_req *waiters;
 	struct weft__conn *next;
 	char close_why[160];
@@ -688,6 +690,72 @@ proxy_refuse(struct weft__actor *a, weft_msg *m, const char *why)
 	weft__msg_dispose_at_exit(a, m);
 }
 
+/* The fast path for the per-item messages (item.h): straight into the
+ * turn's chunk. false: not one of them, or too large for a chunk (the
+ * general path handles it, limits included). */
+static bool
+encode_item_msg(struct proxy *p, weft_msg *m)
+{
+	struct weft__conn *c = p->conn;
+	weft_wire_item it;
+	const uint8_t *data = weft_msg_data(m);
+	memset(&it, 0, sizeof(it));
+	switch (m->type) {
+	case WEFT__MSG_YIELD:
+		it.which = weft_v1_Envelope_yield_item_tag;
+		break;
+	case WEFT__MSG_STARTED:
+		it.which = weft_v1_Envelope_started_tag;
+		break;
+	case WEFT__MSG_RETURN:
+		it.which = weft_v1_Envelope_return_value_tag;
+		break;
+	case WEFT__MSG_STREAM_STOP:
+		it.which = weft_v1_Envelope_stop_tag;
+		break;
+	case WEFT__MSG_CANCEL_ACK:
+	case WEFT__MSG_ACTOR_CANCEL_ACK:
+		it.which = weft_v1_Envelope_cancel_ack_tag;
+		break;
+	default:
+		return false;
+	}
+	if (m->type == WEFT__MSG_YIELD || m->type == WEFT__MSG_STARTED ||
+	    m->type == WEFT__MSG_RETURN) {
+		it.pld = data;
+		it.pld_len = m->size;
+	}
+	size_t need = (size_t)m->size + WEFT_WIRE_ITEM_OVERHEAD;
+	if (need + WEFT_FRAME_HEADER > CHUNK_SIZE ||
+	    need > atomic_load_explicit(&c->peer_limit, memory_order_relaxed))
+		return false;
+	if (m->word & PEER_OPENED) {
+		it.cid = m->word ^ PEER_OPENED;
+		it.side = weft_v1_Side_SIDE_CALLEE;
+	} else {
+		it.cid = m->word;
+		it.side = weft_v1_Side_SIDE_CALLER;
+	}
+	it.to_actor = p->remote_id;
+	it.from_actor = wire_id_of(c->net, m->from);
+	struct chunk *k = p->cur;
+	if (k == NULL || k->cap - k->len < need + WEFT_FRAME_HEADER) {
+		if (k)
+			out_push(c, k);
+		p->cur = k = chunk_new(CHUNK_SIZE);
+		if (k == NULL)
+			return false;
+	}
+	size_t n = weft_wire_item_encode(&it, k->data + k->len + WEFT_FRAME_HEADER,
+	                                 k->cap - k->len - WEFT_FRAME_HEADER);
+	if (n == 0)
+		return false;
+	weft_frame_put_header(k->data + k->len, (uint32_t)n);
+	k->len += WEFT_FRAME_HEADER + n;
+	k->frames++;
+	return true;
+}
+
 static void
 proxy_turn(struct weft__actor *a, weft_msg *m)
 {
@@ -713,6 +781,10 @@ proxy_turn(struct weft__actor *a, weft_msg *m)
 	if (atomic_load_explicit(&c->dead, memory_order_acquire)) {
 		proxy_refuse(a, m, c->close_why[0] ? c->close_why
 		                                   : "connection closed");
+		return;
+	}
+	if (encode_item_msg(p, m)) {
+		weft__msg_dispose(m);
 		return;
 	}
 	weft_v1_Envelope env;
@@ -1276,6 +1348,81 @@ undeliverable(struct weft__conn *c, const weft_v1_Envelope *env)
 	}
 }
 
+/* The local actor a peer's envelope is for: its primary for id 0, and
+ * never one of our proxies (a peer may not route through them). 0: none. */
+static uint64_t
+local_target(struct weft__conn *c, uint64_t to_actor)
+{
+	struct weft__net *n = c->net;
+	if (to_actor == 0)
+		return atomic_load_explicit(&n->primary, memory_order_relaxed);
+	if (to_actor == c->last_to)
+		return to_actor; /* an aid's proxy-ness never changes */
+	if (weft__proxy_of(n->rt, (weft_aid){to_actor}) != NULL)
+		return 0;
+	c->last_to = to_actor;
+	return to_actor;
+}
+
+/* The fast path: a per-item envelope read without nanopb (item.h). */
+static void
+on_item(struct weft__conn *c, const weft_wire_item *it)
+{
+	struct weft__net *n = c->net;
+	weft_aid to = {local_target(c, it->to_actor)};
+	if (to.id == 0)
+		return; /* none of these needs an answer */
+	uint64_t word;
+	if (it->side == weft_v1_Side_SIDE_CALLER) {
+		word = it->cid ^ PEER_OPENED;
+	} else {
+		if (it->cid & PEER_OPENED)
+			return;
+		word = it->cid;
+	}
+	uint32_t type;
+	uint8_t kind = (uint8_t)it->ack_kind;
+	const void *data = it->pld;
+	size_t len = it->pld_len;
+	switch (it->which) {
+	case weft_v1_Envelope_yield_item_tag:
+		type = WEFT__MSG_YIELD;
+		break;
+	case weft_v1_Envelope_started_tag:
+		type = WEFT__MSG_STARTED;
+		break;
+	case weft_v1_Envelope_return_value_tag:
+		type = WEFT__MSG_RETURN;
+		break;
+	case weft_v1_Envelope_stop_tag:
+		type = WEFT__MSG_STREAM_STOP;
+		break;
+	case weft_v1_Envelope_start_ack_tag:
+		type = WEFT__MSG_START_ACK;
+		data = &kind;
+		len = 1;
+		break;
+	case weft_v1_Envelope_cancel_ack_tag:
+		type = WEFT__MSG_CANCEL_ACK;
+		break;
+	default:
+		return;
+	}
+	weft_msg *m = msg_with(type, data, len);
+	struct proxy *p = m ? proxy_get(c, it->from_actor, NULL) : NULL;
+	if (p == NULL) {
+		if (m)
+			weft_msg_free(m);
+		conn_end(c, "out of memory", false);
+		return;
+	}
+	m->word = word;
+	m->from = p->aid;
+	proxy_note_local(p, to.id, &p->last_in);
+	if (weft__send_internal(n->rt, to, m) != WEFT_OK)
+		weft_msg_free(m);
+}
+
 static void
 on_context_env(struct weft__conn *c, const weft_v1_Envelope *env)
 {
@@ -1286,11 +1433,7 @@ on_context_env(struct weft__conn *c, const weft_v1_Envelope *env)
 	else if (env->which_msg == weft_v1_Envelope_cancel_actor_tag)
 		hint = &env->msg.cancel_actor.requester;
 
-	weft_aid to = {env->to_actor};
-	if (env->to_actor == 0)
-		to.id = atomic_load(&n->primary);
-	else if (weft__proxy_of(n->rt, to) != NULL)
-		to.id = 0; /* a peer may not route through our proxies */
+	weft_aid to = {local_target(c, env->to_actor)};
 	if (to.id == 0) {
 		undeliverable(c, env);
 		return;
@@ -1502,6 +1645,11 @@ on_frame(void *arg, weft_frame *f)
 	const char *why = NULL;
 	atomic_fetch_add_explicit(&c->net->st.frames_in, 1,
 	                          memory_order_relaxed);
+	weft_wire_item it;
+	if (c->state == CONN_OPEN && weft_wire_item_decode(f->data, f->len, &it)) {
+		on_item(c, &it);
+		return c->state == CONN_OPEN ? WEFT_OK : WEFT_ECLOSED;
+	}
 	if (weft_wire_decode_ex(f->data, f->len, &env, &why) != WEFT_OK) {
 		/* A whole frame arrived: the peer frames like weft, so it
 		 * is told why before the close. */

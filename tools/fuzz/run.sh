@@ -42,7 +42,7 @@ clang -std=c17 -g -O1 -Wall -Wextra -Werror \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
   -I"$out/gen" -I"$root/proto" -I"$root/include" \
   "$root/tools/fuzz/frame_fuzz.c" "$root/proto/frame.c" \
-  "$root/proto/codec.c" "$out/gen/weft.pb.c" \
+  "$root/proto/codec.c" "$root/proto/item.c" "$out/gen/weft.pb.c" \
   -lprotobuf-nanopb -o "$out/frame_fuzz"
 
 echo "fuzzing for ${secs}s (corpus: $out/corpus + tools/fuzz/corpus)"
