@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runtime/host.h"
+#include "runtime/net.h"
 
 struct child; /* nursery.c */
 
@@ -91,6 +92,10 @@ struct weft_ctx {
 	bool stream_opened;
 	bool stream_closed; /* our half */
 	bool eoc;           /* the peer's Stop (or Return) was received */
+
+	/* The connection when the peer is remote (a proxy): its frame limit
+	 * and its backpressure apply to our sends. */
+	struct weft__conn *conn;
 };
 
 static _Atomic int64_t live_ctxs;
@@ -283,7 +288,9 @@ ctx_new(struct weft__host *h, bool caller, enum ctx_kind kind, weft_aid peer,
 	c->cid = cid;
 	c->cap = DEFAULT_BUFFER;
 	c->stream.ctx = c;
+	c->conn = weft__net_conn_hold(h->rt, peer);
 	if (!map_put(h, c)) {
+		weft__net_conn_rele(c->conn);
 		free(c);
 		atomic_fetch_sub(&live_ctxs, 1);
 		return NULL;
@@ -305,6 +312,7 @@ ctx_destroy(struct weft_ctx *c)
 	free(c->ret_data);
 	weft_error_release(c->remote_error);
 	weft_error_release(c->local_error);
+	weft__net_conn_rele(c->conn);
 	free(c);
 	atomic_fetch_sub_explicit(&live_ctxs, 1, memory_order_relaxed);
 }
@@ -320,6 +328,26 @@ msg_for(struct weft_ctx *c, uint32_t type, const void *data, size_t len)
 	if (len)
 		memcpy(weft_msg_data(m), data, len);
 	return m;
+}
+
+/* A payload for a remote peer must fit in one of its frames (the wire has
+ * no fragmentation; protocol.md §2.1): refused here, before anything is
+ * sent, so the context is unaffected. `extra`: the envelope's other
+ * contents (a start's name and caller). */
+static weft_err
+check_size(struct weft_ctx *c, size_t len, size_t extra)
+{
+	if (c->conn == NULL)
+		return WEFT_OK;
+	size_t max = weft__net_payload_max(c->conn);
+	if (len + extra <= max)
+		return WEFT_OK;
+	char uid[WEFT_NAME_MAX + 16];
+	weft_uid_format(&c->peer_uid, uid, sizeof(uid));
+	return fail(WEFT_EMSGSIZE, WEFT_ERRKIND_RUNTIME, "ValueError",
+	            "a %zu-byte payload exceeds the frame limit of peer %s "
+	            "(%zu bytes); stream it in parts",
+	            len, uid, max > extra ? max - extra : 0);
 }
 
 /* Sends to the peer; a peer that has gone is a TransportClosed. */
@@ -855,6 +883,9 @@ weft_ctx_started(weft_ctx *c, const void *data, size_t len)
 	if (c->started)
 		return fail(WEFT_ESTATE, WEFT_ERRKIND_RUNTIME, NULL,
 		            "started() called more than once");
+	weft_err rc = check_size(c, len, 0);
+	if (rc != WEFT_OK)
+		return rc;
 	c->started = true;
 	return ctx_send(c, msg_for(c, WEFT__MSG_STARTED, data, len));
 }
@@ -865,6 +896,9 @@ weft_ctx_return(weft_ctx *c, const void *data, size_t len)
 	if (c->caller)
 		return fail(WEFT_ESTATE, WEFT_ERRKIND_RUNTIME, NULL,
 		            "return is for the callee side only");
+	weft_err rc = check_size(c, len, 0);
+	if (rc != WEFT_OK)
+		return rc;
 	uint8_t *copy = malloc(len ? len : 1);
 	if (copy == NULL)
 		return WEFT_ENOMEM;
@@ -1009,6 +1043,9 @@ send_start_flags(struct weft_ctx *c, const char *fn, const void *args,
                  size_t len, uint32_t flags)
 {
 	size_t nlen = strlen(fn);
+	weft_err rc = check_size(c, len, nlen + 128);
+	if (rc != WEFT_OK)
+		return rc;
 	struct weft__start_hdr hdr = {c->self_uid, (uint32_t)c->kind | flags,
 	                              (uint32_t)nlen};
 	weft_msg *m = weft_msg_new(WEFT__MSG_START,
@@ -1524,7 +1561,20 @@ weft_stream_send(weft_stream *s, const void *data, size_t len)
 	if (weft__task_is_cancelled(t))
 		return fail(WEFT_ECANCELED, WEFT_ERRKIND_CANCELLED, NULL,
 		            "the task was cancelled");
-	weft_err rc = ctx_send(c, msg_for(c, WEFT__MSG_YIELD, data, len));
+	weft_err rc = check_size(c, len, 0);
+	if (rc != WEFT_OK)
+		return rc;
+	/* Backpressure from the socket: while the connection has more
+	 * queued than its bound, the sender waits (polling the queue every
+	 * 200 us; cancellable, and a remote error ends the wait). */
+	while (c->conn && weft__net_congested(c->conn)) {
+		rc = weft__task_block(t, NULL, weft__now_ns() + 200000u, false);
+		if (rc == WEFT_ECANCELED)
+			return rc;
+		if (c->remote_error && !self_cancel_acked(c))
+			return raise_remote(c);
+	}
+	rc = ctx_send(c, msg_for(c, WEFT__MSG_YIELD, data, len));
 	if (rc == WEFT_OK)
 		weft__task_note_send(t);
 	return rc;

@@ -5,6 +5,7 @@
 // §W.3.1, protocol.md §6.5).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -340,6 +341,96 @@ TEST_F(Transport, CallerOverrunningTheCalleeGetsStreamOverrunNamingItself) {
       &err);
   EXPECT_EQ(WEFT_EREMOTE, rc);
   weft_error_release(err);
+}
+
+TEST_F(Transport, LargePayloadsCrossBothWays) {
+  EXPECT_EQ(WEFT_OK, WithServer([](weft_portal *p) -> weft_err {
+              std::string big(3 << 20, 'x');  // larger than a write chunk
+              for (size_t i = 0; i < big.size(); i += 4096) big[i] = 'a' + i % 26;
+              weft_payload r{};
+              TRY(weft_portal_run(p, "t:echo", big.data(), big.size(), &r));
+              EXPECT_TRUE(PayloadString(r) == big) << "3 MiB echoed intact";
+              weft_payload_free(&r);
+              return WEFT_OK;
+            }));
+}
+
+TEST_F(Transport, PayloadOverThePeersFrameLimitIsRefusedLocally) {
+  weft_error *err = nullptr;
+  weft_err rc = WithServer(
+      [](weft_portal *p) -> weft_err {
+        std::string huge((16u << 20) + 1, 'x');  // the default limit + 1
+        weft_err r = weft_portal_run(p, "t:echo", huge.data(), huge.size(),
+                                     nullptr);
+        EXPECT_EQ(WEFT_EMSGSIZE, r);
+        const weft_error *e = weft_task_error();
+        EXPECT_TRUE(e && std::strstr(weft_error_message(e), "frame limit"))
+            << Describe(e);
+        // The connection and the peer are unaffected.
+        weft_payload ok{};
+        TRY(weft_portal_run(p, "t:echo", "still here", 10, &ok));
+        EXPECT_EQ("still here", PayloadString(ok));
+        weft_payload_free(&ok);
+        return WEFT_OK;
+      },
+      &err);
+  EXPECT_EQ(WEFT_OK, rc) << Describe(err);
+  weft_error_release(err);
+}
+
+// A peer that stops reading (SIGSTOP: its kernel buffers fill) makes the
+// stream sender wait instead of queueing without bound; when the peer
+// then dies, the waiting sender gets the transport-closed error at once.
+TEST_F(Transport, SocketBackpressureBoundsTheSendersQueue) {
+  weft_err rc = WithServer([this](weft_portal *p) -> weft_err {
+    weft_ctx *ctx = nullptr;
+    weft_ctx_opts o{};
+    o.allow_overruns = true;
+    TRY(weft_open_context(p, "t:slow_reader", nullptr, 0, &o, &ctx,
+                          nullptr));
+    weft_stream *s = nullptr;
+    TRY(weft_ctx_open_stream(ctx, nullptr, &s));
+    kill(peer_.pid(), SIGSTOP);
+    struct Sender {
+      weft_stream *s;
+      std::atomic<uint64_t> sent{0};
+      weft_err rc = WEFT_OK;
+    } snd{s};
+    weft_task *t = nullptr;
+    TRY(weft_task_spawn(
+        [](void *a) -> weft_err {
+          auto *x = static_cast<Sender *>(a);
+          std::string item(1024, 'y');
+          for (uint64_t i = 0; i < (256u << 10); i++) {  // 256 MiB worth
+            x->rc = weft_stream_send(x->s, item.data(), item.size());
+            if (x->rc != WEFT_OK) break;
+            x->sent.fetch_add(1);
+          }
+          return WEFT_OK;
+        },
+        &snd, &t));
+    // Wait until the sender has been stuck for a while.
+    uint64_t last = ~0ull;
+    for (int stable = 0; stable < 5;) {
+      weft_sleep(100 * 1000000u);
+      uint64_t now = snd.sent.load();
+      stable = now == last ? stable + 1 : 0;
+      last = now;
+    }
+    // 4 MiB of queue plus the kernel's socket buffers, not 256 MiB.
+    EXPECT_LT(snd.sent.load() * 1024, 64ull << 20)
+        << "sent " << snd.sent.load() << " KiB while the peer was stopped";
+    auto t0 = std::chrono::steady_clock::now();
+    peer_.Kill();
+    weft_task_join(t);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
+    EXPECT_TRUE(snd.rc == WEFT_EREMOTE || snd.rc == WEFT_ECLOSED)
+        << weft_errname(snd.rc);
+    weft_ctx_exit(ctx, WEFT_OK);
+    weft_ctx_free(ctx);
+    return WEFT_OK;
+  });
+  EXPECT_EQ(WEFT_OK, rc);
 }
 
 // ---- the peer process vanishes --------------------------------------------
