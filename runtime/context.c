@@ -1568,11 +1568,15 @@ weft_stream_send(weft_stream *s, const void *data, size_t len)
 	 * queued than its bound, the sender waits (polling the queue every
 	 * 200 us; cancellable, and a remote error ends the wait). */
 	while (c->conn && weft__net_congested(c->conn)) {
-		rc = weft__task_block(t, NULL, weft__now_ns() + 200000u, false);
-		if (rc == WEFT_ECANCELED)
-			return rc;
+		/* Blocked on this context: its remote error (the connection
+		 * ending) wakes us and is returned, not a cancel. */
+		uint64_t until = weft__now_ns() + 200000u;
+		rc = c->waiter == NULL ? wait_on(c, until, false)
+		                       : weft__task_block(t, NULL, until, false);
 		if (c->remote_error && !self_cancel_acked(c))
 			return raise_remote(c);
+		if (rc == WEFT_ECANCELED)
+			return rc;
 	}
 	rc = ctx_send(c, msg_for(c, WEFT__MSG_YIELD, data, len));
 	if (rc == WEFT_OK)

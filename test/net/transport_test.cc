@@ -382,7 +382,25 @@ TEST_F(Transport, PayloadOverThePeersFrameLimitIsRefusedLocally) {
 // stream sender wait instead of queueing without bound; when the peer
 // then dies, the waiting sender gets the transport-closed error at once.
 TEST_F(Transport, SocketBackpressureBoundsTheSendersQueue) {
-  weft_err rc = WithServer([this](weft_portal *p) -> weft_err {
+  std::atomic<uint64_t> sent{0};
+  std::atomic<bool> done{false};
+  std::chrono::steady_clock::time_point killed_at;
+  std::thread watcher([&] {
+    uint64_t last = ~0ull;
+    for (int stable = 0; stable < 5 && !done;) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      uint64_t now = sent.load();
+      stable = now == last && now > 0 ? stable + 1 : 0;
+      last = now;
+    }
+    // 4 MiB of queue plus the kernel's socket buffers, not 256 MiB.
+    EXPECT_LT(sent.load() * 1024, 64ull << 20)
+        << "sent " << sent.load() << " KiB while the peer was stopped";
+    killed_at = std::chrono::steady_clock::now();
+    peer_.Kill();
+  });
+  weft_err send_rc = WEFT_OK;
+  weft_err rc = WithServer([&](weft_portal *p) -> weft_err {
     weft_ctx *ctx = nullptr;
     weft_ctx_opts o{};
     o.allow_overruns = true;
@@ -391,46 +409,24 @@ TEST_F(Transport, SocketBackpressureBoundsTheSendersQueue) {
     weft_stream *s = nullptr;
     TRY(weft_ctx_open_stream(ctx, nullptr, &s));
     kill(peer_.pid(), SIGSTOP);
-    struct Sender {
-      weft_stream *s;
-      std::atomic<uint64_t> sent{0};
-      weft_err rc = WEFT_OK;
-    } snd{s};
-    weft_task *t = nullptr;
-    TRY(weft_task_spawn(
-        [](void *a) -> weft_err {
-          auto *x = static_cast<Sender *>(a);
-          std::string item(1024, 'y');
-          for (uint64_t i = 0; i < (256u << 10); i++) {  // 256 MiB worth
-            x->rc = weft_stream_send(x->s, item.data(), item.size());
-            if (x->rc != WEFT_OK) break;
-            x->sent.fetch_add(1);
-          }
-          return WEFT_OK;
-        },
-        &snd, &t));
-    // Wait until the sender has been stuck for a while.
-    uint64_t last = ~0ull;
-    for (int stable = 0; stable < 5;) {
-      weft_sleep(100 * 1000000u);
-      uint64_t now = snd.sent.load();
-      stable = now == last ? stable + 1 : 0;
-      last = now;
+    std::string item(1024, 'y');
+    for (uint64_t i = 0; i < (256u << 10); i++) {  // 256 MiB worth
+      send_rc = weft_stream_send(s, item.data(), item.size());
+      if (send_rc != WEFT_OK) break;
+      sent.fetch_add(1);
     }
-    // 4 MiB of queue plus the kernel's socket buffers, not 256 MiB.
-    EXPECT_LT(snd.sent.load() * 1024, 64ull << 20)
-        << "sent " << snd.sent.load() << " KiB while the peer was stopped";
-    auto t0 = std::chrono::steady_clock::now();
-    peer_.Kill();
-    weft_task_join(t);
-    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
-    EXPECT_TRUE(snd.rc == WEFT_EREMOTE || snd.rc == WEFT_ECLOSED)
-        << weft_errname(snd.rc);
-    weft_ctx_exit(ctx, WEFT_OK);
+    done = true;
+    weft_ctx_exit(ctx, send_rc);
     weft_ctx_free(ctx);
     return WEFT_OK;
   });
+  auto ended = std::chrono::steady_clock::now();
+  done = true;
+  watcher.join();
   EXPECT_EQ(WEFT_OK, rc);
+  EXPECT_TRUE(send_rc == WEFT_EREMOTE || send_rc == WEFT_ECLOSED)
+      << weft_errname(send_rc);
+  EXPECT_LT(ended - killed_at, std::chrono::seconds(2));
 }
 
 // ---- the peer process vanishes --------------------------------------------
