@@ -96,6 +96,10 @@ struct weft_ctx {
 	/* The connection when the peer is remote (a proxy): its frame limit
 	 * and its backpressure apply to our sends. */
 	struct weft__conn *conn;
+	/* An overrun was reported to the peer: once per context. From the
+	 * callee that report is its final message (protocol.md §6.4), so
+	 * nothing final follows it. */
+	bool overrun_reported;
 };
 
 static _Atomic int64_t live_ctxs;
@@ -505,8 +509,13 @@ deliver_yield(struct weft_ctx *c, weft_msg *m)
 		weft_msg_free(m);
 		return;
 	}
-	/* Refuse: drop it and tell the sender; we do not fail ourselves. */
+	/* Refuse: drop it and tell the sender; we do not fail ourselves.
+	 * Once: the first report decides the peer's outcome (it records the
+	 * first remote error only), and a callee's report is its final. */
 	weft_msg_free(m);
+	if (c->overrun_reported)
+		return;
+	c->overrun_reported = true;
 	char uid[WEFT_NAME_MAX + 16];
 	weft_uid_format(&c->peer_uid, uid, sizeof(uid));
 	weft_error *e = weft_error_new(
@@ -768,7 +777,13 @@ callee_main(void *arg)
 
 	free(ce);
 	c->fn_done = true;
-	if (rc == WEFT_OK && !cancelled) {
+	if (c->overrun_reported) {
+		/* Our overrun report was the final (§5.3); the caller has
+		 * ended the context with it. Only the owed acks remain. */
+		c->stream_closed = true;
+		if (rc != WEFT_OK)
+			weft__task_set_error(weft__task_current(), NULL);
+	} else if (rc == WEFT_OK && !cancelled) {
 		/* The stream block ends before the function returns: Stop,
 		 * then Return. */
 		if (c->stream_opened && !c->stream_closed)
