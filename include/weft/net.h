@@ -5,7 +5,7 @@
  * one connection (either may have dialed), shared by all their actors. A
  * remote actor is represented locally by a proxy actor: a portal on it
  * (weft_net_connect) runs functions, opens contexts and streams and cancels
- * exactly as a portal on a local actor does (docs/semantics.md §W); the
+ * exactly as a portal on a local actor does (docs/semantics.md §9); the
  * proxy turns the runtime's messages into envelopes of docs/protocol.md.
  *
  * When a connection breaks (EOF, reset, heartbeat timeout, a protocol
