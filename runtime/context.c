@@ -867,8 +867,11 @@ callee_start(struct weft__host *h, weft_msg *m)
 		return;
 	}
 	size_t off = sizeof(hdr) + hdr.name_len;
-	if (want_ack)
-		ctx_send(c, msg_for(c, WEFT__MSG_START_ACK, NULL, 0));
+	if (want_ack) {
+		/* The ack echoes the call's kind (protocol.md §3). */
+		uint8_t k = (uint8_t)(hdr.kind & 0xFFu);
+		ctx_send(c, msg_for(c, WEFT__MSG_START_ACK, &k, 1));
+	}
 	ce->c = c;
 	ce->fn = fn;
 	ce->arg = fn_arg;

@@ -32,6 +32,7 @@ enum {
 	WEFT__MSG_START_ACK,    /* the callee found the function */
 	WEFT__MSG_EVENT,        /* a weft__event completed: wake its task */
 	WEFT__MSG_PEER_GONE,    /* from a proxy: its connection broke */
+	WEFT__MSG_INTERRUPT,    /* SIGINT: interrupt a weft_task_run root */
 };
 
 /* START's data: this header, the function name (name_len bytes, no NUL),
@@ -69,6 +70,7 @@ struct weft__host {
 
 	/* whole-actor cancel (portal cancel_actor) */
 	bool cancelling;
+	bool interrupted; /* SIGINT reached this root (weft_task_run) */
 	bool dying; /* the actor is exiting: every block returns at once */
 	bool has_requester;
 	weft_uid requester;

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "weft/weft.h"
 #include "runtime/mailbox.h"
@@ -91,6 +92,10 @@ struct weft_runtime {
 
 	_Atomic bool closing;
 	struct weft__net *net; /* made by the first listen/connect */
+	/* weft_task_run roots, for SIGINT (sigint.c) */
+	pthread_mutex_t roots_lock;
+	weft_aid *roots;
+	size_t nroots, roots_cap;
 	pthread_mutex_t net_lock;
 	pthread_mutex_t close_lock;
 	pthread_cond_t close_cond;
@@ -120,6 +125,14 @@ weft_err weft__spawn_uid(weft_runtime *rt, const weft_spawn_opts *o,
 void *weft__proxy_of(weft_runtime *rt, weft_aid aid);
 
 struct weft__net;
+
+/* SIGINT (runtime/sigint.c): weft_task_run registers its actor while it
+ * runs, so that a SIGINT interrupts it. */
+void weft__sigint_root(weft_runtime *rt, weft_aid aid, bool add);
+/* A child process pid to SIGKILL on a second SIGINT (spawn.c). */
+void weft__sigint_child(pid_t pid, bool add);
+/* Runtime close: stop routing SIGINT to rt. */
+void weft__sigint_forget(weft_runtime *rt);
 
 /* uuid bytes from a per-thread generator seeded by the OS. */
 void weft__random_bytes(uint8_t *out, size_t n);

@@ -342,7 +342,9 @@ static weft_err
 encode_into(struct weft__conn *c, struct chunk **kp,
             const weft_v1_Envelope *env, size_t limit)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
+	/* At most: push the partly full chunk, try a fresh one, make one
+	 * the frame's own size. */
+	for (int attempt = 0; attempt < 3; attempt++) {
 		struct chunk *k = *kp;
 		if (k == NULL || k->cap - k->len < 64) {
 			if (k)
@@ -599,8 +601,7 @@ msg_to_env(struct proxy *p, weft_msg *m, weft_v1_Envelope *env,
 	}
 	case WEFT__MSG_START_ACK:
 		env->which_msg = weft_v1_Envelope_start_ack_tag;
-		/* The wire wants the kind echoed; the in-process ack has
-		 * none, and weft reads none: CONTEXT is a valid value. */
+		/* The kind echoed (context.c puts it in the ack). */
 		env->msg.start_ack.kind = (weft_v1_FuncKind)(
 			m->size >= 1 ? data[0] : weft_v1_FuncKind_FUNC_KIND_CONTEXT);
 		return true;
@@ -716,6 +717,12 @@ encode_item_msg(struct proxy *p, weft_msg *m)
 	case WEFT__MSG_CANCEL_ACK:
 	case WEFT__MSG_ACTOR_CANCEL_ACK:
 		it.which = weft_v1_Envelope_cancel_ack_tag;
+		break;
+	case WEFT__MSG_START_ACK:
+		it.which = weft_v1_Envelope_start_ack_tag;
+		it.ack_kind = m->size >= 1 ? data[0] : 0;
+		if (it.ack_kind != 1 && it.ack_kind != 2)
+			return false;
 		break;
 	default:
 		return false;

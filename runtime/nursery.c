@@ -175,6 +175,15 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 	return WEFT_OK;
 }
 
+int
+weft_portal_pid(weft_portal *p)
+{
+	struct child *c;
+	if (p == NULL || !weft__portal_child(p, &c) || c == NULL)
+		return 0;
+	return (int)c->pid;
+}
+
 weft_err
 weft_nursery_start_actor(weft_nursery *n, const weft_actor_opts *o,
                          weft_portal **portal)

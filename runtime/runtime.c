@@ -84,6 +84,7 @@ weft_runtime_open(const weft_config *user_cfg, weft_runtime **out)
 	pthread_mutex_init(&rt->outside_lock, NULL);
 	pthread_mutex_init(&rt->close_lock, NULL);
 	pthread_mutex_init(&rt->net_lock, NULL);
+	pthread_mutex_init(&rt->roots_lock, NULL);
 	pthread_mutex_init(&rt->timers_lock, NULL);
 	pthread_cond_init(&rt->close_cond, NULL);
 	rt->pc = aligned_alloc(64, sizeof(*rt->pc) * (cfg.workers + 1));
@@ -174,6 +175,9 @@ weft_runtime_close(weft_runtime *rt, weft_close_report *report)
 	pthread_mutex_destroy(&rt->outside_lock);
 	pthread_mutex_destroy(&rt->close_lock);
 	pthread_mutex_destroy(&rt->net_lock);
+	weft__sigint_forget(rt);
+	pthread_mutex_destroy(&rt->roots_lock);
+	free(rt->roots);
 	pthread_mutex_destroy(&rt->timers_lock);
 	pthread_cond_destroy(&rt->close_cond);
 	free(rt->pc);

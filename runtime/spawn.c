@@ -174,7 +174,9 @@ child_process(struct child_spec *sp)
 	sigset_t all;
 	sigemptyset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, NULL);
-	signal(SIGINT, SIG_DFL);
+	/* A terminal's Ctrl-C reaches the whole process group: the parent
+	 * cancels its children, they do not act on it themselves. */
+	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_DFL);
 	pthread_t th;
 	void *rv = (void *)(intptr_t)73;
@@ -237,6 +239,7 @@ weft__spawn_process(weft_runtime *rt, const weft_spawn_opts *o,
 		return rc;
 	}
 	*pid = p;
+	weft__sigint_child(p, true);
 	return WEFT_OK;
 }
 
@@ -246,8 +249,10 @@ weft__reap(pid_t pid, unsigned wait_ms)
 	uint64_t deadline = weft__now_ns() + (uint64_t)wait_ms * 1000000u;
 	for (;;) {
 		pid_t r = waitpid(pid, NULL, WNOHANG);
-		if (r == pid || (r < 0 && errno == ECHILD))
+		if (r == pid || (r < 0 && errno == ECHILD)) {
+			weft__sigint_child(pid, false);
 			return true;
+		}
 		if (weft__now_ns() >= deadline)
 			return false;
 		/* A child that closed its connection is exiting: poll briefly

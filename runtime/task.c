@@ -342,8 +342,16 @@ task_finished(struct weft__host *h, struct weft__task *t)
 		/* Told when the actor has exited (host_destroy), so that the
 		 * caller of weft_task_run finds nothing left behind. */
 		h->ow = t->ow;
-		h->ow->rc = t->rc;
-		h->ow->err = t->error ? weft_error_hold(t->error) : NULL;
+		if (h->interrupted && t->rc != WEFT_OK) {
+			h->ow->rc = WEFT_EINTERRUPT;
+			h->ow->err = weft_error_new(
+				WEFT_ERRKIND_INTERRUPT, NULL, &h->actor->uid,
+				"interrupted (SIGINT): the tree was cancelled");
+		} else {
+			h->ow->rc = t->rc;
+			h->ow->err = t->error ? weft_error_hold(t->error)
+			                      : NULL;
+		}
 	}
 	if (t->joiner)
 		weft__task_wake(t->joiner, WEFT_OK);
@@ -626,7 +634,9 @@ weft_task_run(weft_runtime *rt, const char *name, weft_task_fn fn, void *arg,
 	ts->arg = arg;
 	ts->ow = &ow;
 	memcpy(weft_msg_data(m), &ts, sizeof(ts));
+	weft__sigint_root(rt, aid, true);
 	if ((rv = weft__send_internal(rt, aid, m)) != WEFT_OK) {
+		weft__sigint_root(rt, aid, false);
 		free(ts);
 		weft_msg_free(m);
 		return rv;
@@ -635,6 +645,7 @@ weft_task_run(weft_runtime *rt, const char *name, weft_task_fn fn, void *arg,
 	while (!ow.done)
 		pthread_cond_wait(&ow.cond, &ow.lock);
 	pthread_mutex_unlock(&ow.lock);
+	weft__sigint_root(rt, aid, false);
 	if (err)
 		*err = ow.err;
 	else
@@ -896,6 +907,23 @@ weft__host_dispatch(struct weft__actor *a, weft_msg *m)
 	case WEFT__MSG_ACTOR_CANCEL:
 		actor_cancel(h, m);
 		weft_msg_free(m);
+		break;
+	case WEFT__MSG_INTERRUPT:
+		/* tractor's KeyboardInterrupt in the root: every task of this
+		 * actor is cancelled by the actor itself (its nurseries then
+		 * cancel their children, naming it), and weft_task_run
+		 * reports the interrupt. */
+		weft_msg_free(m);
+		if (!h->interrupted) {
+			h->interrupted = true;
+			if (!h->has_requester) {
+				h->requester = h->actor->uid;
+				h->has_requester = true;
+			}
+			weft__ctx_host_cancel_all(h);
+			for (struct weft__task *t = h->tasks; t; t = t->next)
+				weft__task_cancel(t);
+		}
 		break;
 	case WEFT__MSG_EVENT: {
 		struct weft__event *ev;

@@ -41,6 +41,11 @@ typedef struct weft_actor_opts {
 
 WEFT_EXTERN weft_err weft_nursery_open(weft_nursery **out);
 
+/* The process id of the child process hosting the actor of a portal that a
+ * nursery started with WEFT_SPAWN_PROCESS (while the nursery is open); 0
+ * for an in-process actor. Thread: the nursery's task. */
+WEFT_EXTERN int weft_portal_pid(weft_portal *p);
+
 /* Starts a daemon actor; it lives until cancelled (weft_portal_cancel_actor
  * or the nursery's teardown). *portal is owned by the nursery and freed by
  * weft_nursery_exit(). */

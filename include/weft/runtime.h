@@ -52,6 +52,18 @@ typedef struct weft_config {
 	unsigned sigterm_timeout_ms;
 } weft_config;
 
+/* tractor's Ctrl-C, opt-in: installs a SIGINT handler for this process.
+ * The first SIGINT interrupts every weft_task_run() of `rt` in progress:
+ * its actor's tasks are cancelled by the actor itself (so its nurseries
+ * cancel their children, in-process or child processes, naming it as the
+ * canceller), and weft_task_run() returns WEFT_EINTERRUPT with a
+ * KeyboardInterrupt error. A second SIGINT SIGKILLs every child process
+ * this process spawned and exits with status 130. Child processes ignore
+ * SIGINT (a terminal's Ctrl-C reaches the whole process group): their
+ * parent cancels them. One runtime per process handles SIGINT; the last
+ * call wins. Thread: any, typically main before weft_task_run(). */
+WEFT_EXTERN weft_err weft_runtime_handle_sigint(weft_runtime *rt);
+
 /* Fills `cfg` with the defaults. */
 WEFT_EXTERN void weft_config_init(weft_config *cfg);
 

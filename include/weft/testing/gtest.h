@@ -11,6 +11,8 @@
  *   IsBoxedError(err, boxed_type, src_name)
  *   IsAbsorbedSelfCancel(ctx)   assertions for the common outcomes; use
  *       with EXPECT_TRUE / ASSERT_TRUE.
+ *   CountTreeProcesses()        child processes of the actor tree still
+ *       alive (RuntimeTest checks it is 0 after every test).
  *
  * Header-only; include it from C++ test files. Thread: the test's thread,
  * except the assertions, which work anywhere (inside tasks too). */
@@ -19,9 +21,15 @@
 
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
+#include <map>
+#include <set>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -109,6 +117,50 @@ inline ::testing::AssertionResult IsAbsorbedSelfCancel(const weft_ctx *ctx) {
   return ::testing::AssertionSuccess();
 }
 
+/* Live processes of this process's actor tree: descendants of this
+ * process whose name is "weft:..." (the title runtime/spawn.c gives a child
+ * process), zombies excluded. After a test this must be 0. */
+inline int CountTreeProcesses() {
+  std::map<int, std::pair<int, std::string>> procs;  // pid -> (ppid, comm)
+  std::map<int, char> state;
+  DIR *d = opendir("/proc");
+  if (d == nullptr) return 0;
+  while (struct dirent *e = readdir(d)) {
+    int pid = std::atoi(e->d_name);
+    if (pid <= 0) continue;
+    char path[64], buf[512];
+    std::snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = std::fopen(path, "r");
+    if (f == nullptr) continue;
+    size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    buf[n] = 0;
+    const char *lp = std::strchr(buf, '('), *rp = std::strrchr(buf, ')');
+    if (lp == nullptr || rp == nullptr || rp[1] == 0) continue;
+    char st = 0;
+    int ppid = 0;
+    if (std::sscanf(rp + 2, "%c %d", &st, &ppid) != 2) continue;
+    procs[pid] = {ppid, std::string(lp + 1, rp)};
+    state[pid] = st;
+  }
+  closedir(d);
+  std::set<int> tree = {static_cast<int>(getpid())};
+  for (bool grew = true; grew;) {
+    grew = false;
+    for (auto &p : procs)
+      if (!tree.count(p.first) && tree.count(p.second.first)) {
+        tree.insert(p.first);
+        grew = true;
+      }
+  }
+  int live = 0;
+  for (int pid : tree)
+    if (pid != getpid() && procs[pid].second.rfind("weft:", 0) == 0 &&
+        state[pid] != 'Z')
+      live++;
+  return live;
+}
+
 namespace detail {
 inline weft_err CallBody(void *arg) {
   return (*static_cast<std::function<weft_err()> *>(arg))();
@@ -160,6 +212,8 @@ class RuntimeTest : public ::testing::Test {
         << "messages were allocated and never freed";
     EXPECT_EQ(errors_before_, weft_live_errors())
         << "error records were never released";
+    EXPECT_EQ(0, CountTreeProcesses())
+        << "child processes of the actor tree were left behind";
   }
 
   /* Closes the runtime now and returns the report (for tests of close
