@@ -280,6 +280,7 @@ weft_spawn(weft_runtime *rt, const weft_spawn_opts *o, weft_aid *out)
 	a->host = NULL;
 	a->proxy_fn = NULL;
 	a->proxy = NULL;
+	atomic_store_explicit(&a->registered, false, memory_order_relaxed);
 	if (o->nfunctions) {
 		struct weft__host *h = weft__host_get(a);
 		if (h)
@@ -351,6 +352,16 @@ weft__spawn_uid(weft_runtime *rt, const weft_spawn_opts *o,
 	weft__actor_rele(a);
 	*out = aid;
 	return WEFT_OK;
+}
+
+void
+weft__actor_set_registered(weft_runtime *rt, weft_aid aid, bool on)
+{
+	struct weft__actor *a;
+	if (weft__actor_hold(rt, aid, &a) != WEFT_OK)
+		return;
+	atomic_store_explicit(&a->registered, on, memory_order_relaxed);
+	weft__actor_rele(a);
 }
 
 void *
@@ -509,6 +520,8 @@ finish_exit(struct weft__actor *a, weft_exit_reason why)
 	         : why == WEFT_EXIT_STOPPED ? "stopped"
 	                                    : "shutdown",
 	         (unsigned long long)dropped);
+	if (atomic_load_explicit(&a->registered, memory_order_relaxed))
+		weft__registry_actor_exit(rt, &a->uid);
 	if (a->on_exit)
 		a->on_exit(self, a->state, why);
 	a->handler = NULL;

@@ -63,6 +63,8 @@ struct weft__actor {
 	 * can flush what it encoded. NULL for ordinary actors. */
 	void (*proxy_fn)(struct weft__actor *a, weft_msg *m);
 	void *proxy;
+	/* Registered with the registry: unregistered at its exit. */
+	_Atomic bool registered;
 };
 
 struct weft__pcounter {
@@ -116,6 +118,10 @@ weft_err weft__spawn_proxy(weft_runtime *rt, const weft_uid *uid,
                            void (*fn)(struct weft__actor *, weft_msg *),
                            void *proxy, weft_exit_fn on_exit,
                            weft_aid *out);
+void weft__actor_set_registered(weft_runtime *rt, weft_aid aid, bool on);
+/* runtime/net.c: a registered actor has exited. */
+void weft__registry_actor_exit(weft_runtime *rt, const weft_uid *uid);
+
 /* weft_spawn with a given uuid (a child process's actor, whose uid its
  * parent chose before the fork). */
 weft_err weft__spawn_uid(weft_runtime *rt, const weft_spawn_opts *o,

@@ -122,6 +122,8 @@ struct weft__conn {
 	void (*on_end)(void *arg);
 	void *on_end_arg;
 	bool is_child;         /* the peer is a child process we spawned */
+	bool peer_registrar;   /* its hello said is_registrar */
+	struct reg_req *reg_pending; /* our registry requests on it */
 	bool spec_received;    /* child side: the parent's spawn_spec came */
 };
 
@@ -149,13 +151,52 @@ struct connect_req {
 	struct connect_req *next;
 };
 
-enum cmd_kind { CMD_CONNECT, CMD_LISTEN, CMD_STOP, CMD_EXPECT };
+/* ---- registry types ---- */
+
+struct reg_entry {
+	weft_v1_Registration reg;
+	struct weft__conn *conn; /* the process that registered it; NULL:
+	                          * this one */
+	struct reg_entry *next;
+};
+
+/* A find that waits for a name, on the registrar. */
+struct reg_wait {
+	char name[WEFT_NAME_MAX];
+	struct weft__conn *conn; /* a remote requester; NULL: local */
+	uint64_t cid, from_actor;
+	struct reg_req *local;   /* a local requester */
+	struct reg_wait *next;
+};
+
+enum reg_op { REG_REGISTER, REG_UNREGISTER, REG_FIND };
+
+/* A registry request from this process: made by the caller, answered on
+ * the I/O thread. Two references: the caller's and the I/O thread's. */
+struct reg_req {
+	_Atomic int refs;
+	enum reg_op op;
+	weft_v1_Registration reg;    /* REGISTER; uid for UNREGISTER */
+	char name[WEFT_NAME_MAX];    /* FIND */
+	bool wait;
+	struct weft__conn *conn;     /* to the registrar; NULL if we are it */
+	uint64_t cid;
+	struct weft__event *ev;
+	weft_err rc;
+	char why[160];
+	size_t nfound;
+	weft_v1_Registration found[16];
+	struct reg_req *next;        /* in conn->reg_pending */
+};
+
+enum cmd_kind { CMD_CONNECT, CMD_LISTEN, CMD_STOP, CMD_EXPECT, CMD_REGISTRY };
 
 struct cmd {
 	enum cmd_kind kind;
 	struct cmd *next;
 	struct connect_req *req;       /* CONNECT */
 	struct weft__expect *expect;   /* EXPECT */
+	struct reg_req *rreq;          /* REGISTRY */
 	/* LISTEN */
 	char host[256];
 	uint16_t port;
@@ -186,6 +227,15 @@ struct weft__net {
 
 	struct weft__conn *conns; /* I/O thread */
 	struct weft__expect *expects; /* I/O thread */
+
+	/* The registry (docs/protocol.md §7.5). */
+	_Atomic bool is_registrar;
+	char reg_host[256];   /* where the registrar is (under lock) */
+	uint16_t reg_port;
+	struct reg_entry *regs;    /* registrar: the table (I/O thread) */
+	struct reg_wait *reg_waits; /* registrar: withheld finds */
+	_Atomic uint64_t reg_cid;
+	_Atomic uint64_t reg_aid; /* a client: the registrar's proxy */
 
 	struct {
 		_Atomic uint64_t open, accepted, dialed, refused, proto,
@@ -877,6 +927,8 @@ proxy_get(struct weft__conn *c, uint64_t id, const weft_v1_ActorUid *hint)
 
 /* ------------------------------------------------------ conn lifecycle */
 
+static void registry_conn_end(struct weft__conn *c, const char *why);
+
 static void on_hs_timeout(uv_timer_t *t);
 
 static void
@@ -980,6 +1032,7 @@ conn_end(struct weft__conn *c, const char *why, bool flush_first)
 		proxy_rele(p); /* the map's */
 	}
 	c->last_proxy = NULL;
+	registry_conn_end(c, why);
 	unlink_conn(c);
 
 	if (flush_first && c->state != CONN_CONNECTING) {
@@ -1129,6 +1182,7 @@ fill_hello(struct weft__conn *c, weft_v1_Hello *h)
 		weft_actor_uid(n->rt, (weft_aid){prim}, &u);
 	uid_to_wire(&u, &h->uid);
 	h->pid = (uint32_t)getpid();
+	h->is_registrar = atomic_load(&n->is_registrar);
 	h->max_frame_size = n->opts.max_frame;
 	h->heartbeat_interval_ms = n->opts.heartbeat_ms;
 	if (c->dialer && n->opts.auth_token_len) {
@@ -1268,6 +1322,7 @@ on_hello(struct weft__conn *c, weft_slice s)
 		return;
 	}
 	uid_from_wire(&h.uid, &c->peer_uid);
+	c->peer_registrar = h.is_registrar;
 	c->peer_hb_ms = h.heartbeat_interval_ms
 	                        ? h.heartbeat_interval_ms
 	                        : WEFT_WIRE_HEARTBEAT_DEFAULT_MS;
@@ -1430,10 +1485,14 @@ on_item(struct weft__conn *c, const weft_wire_item *it)
 		weft_msg_free(m);
 }
 
+static bool registry_env(struct weft__conn *c, const weft_v1_Envelope *env);
+
 static void
 on_context_env(struct weft__conn *c, const weft_v1_Envelope *env)
 {
 	struct weft__net *n = c->net;
+	if (registry_env(c, env))
+		return;
 	const weft_v1_ActorUid *hint = NULL;
 	if (env->which_msg == weft_v1_Envelope_start_tag)
 		hint = &env->msg.start.caller;
@@ -2059,6 +2118,8 @@ do_listen(struct weft__net *n, const char *host, uint16_t port,
 /* ------------------------------------------------------------ the loop */
 
 static void on_async(uv_async_t *a);
+static void registry_cmd(struct weft__net *n, struct reg_req *r);
+static void registry_shutdown(struct weft__net *n);
 
 static void
 close_all(struct weft__net *n)
@@ -2121,6 +2182,9 @@ on_async(uv_async_t *a)
 		case CMD_STOP:
 			if (!n->stopping)
 				close_all(n);
+			break;
+		case CMD_REGISTRY:
+			registry_cmd(n, k->rreq);
 			break;
 		case CMD_EXPECT:
 			if (n->stopping) {
@@ -2493,6 +2557,7 @@ weft__net_shutdown(weft_runtime *rt)
 		free(k);
 		k = nx;
 	}
+	registry_shutdown(n);
 	struct weft__expect *x;
 	while ((x = n->expects) != NULL) {
 		n->expects = x->next;
@@ -2618,4 +2683,726 @@ weft__net_opts_get(weft_runtime *rt, weft_net_opts *o,
 	memcpy(token, n->token, WEFT_WIRE_TOKEN_MAX);
 	pthread_mutex_unlock(&n->lock);
 	o->auth_token = token;
+}
+
+/* ------------------------------------------------------------ registry */
+
+/* Registry request cids: bit 62 set, so they never meet the cids of
+ * contexts (context.c's counter stays below 2^49). */
+#define REG_CID_BIT (1ull << 62)
+
+static void
+reg_req_rele(struct reg_req *r)
+{
+	if (atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+		weft__net_conn_rele(r->conn);
+		free(r);
+	}
+}
+
+/* I/O thread: answers a local request (and drops the I/O thread's
+ * reference). */
+static void
+reg_complete(struct reg_req *r, weft_err rc, const char *why)
+{
+	r->rc = rc;
+	if (why)
+		snprintf(r->why, sizeof(r->why), "%s", why);
+	if (r->ev)
+		weft__event_complete(r->ev, WEFT_OK);
+	reg_req_rele(r);
+}
+
+static bool
+addr_eq(const weft_v1_Addr *a, const weft_v1_Addr *b)
+{
+	return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+static bool
+reg_same_place(const weft_v1_Registration *a, const weft_v1_Registration *b)
+{
+	if (a->actor_id != b->actor_id)
+		return false;
+	for (pb_size_t i = 0; i < a->addrs_count; i++)
+		for (pb_size_t j = 0; j < b->addrs_count; j++)
+			if (addr_eq(&a->addrs[i], &b->addrs[j]))
+				return true;
+	return false;
+}
+
+static size_t
+registrar_match(struct weft__net *n, const char *name,
+                weft_v1_Registration *out, size_t cap)
+{
+	size_t k = 0;
+	for (struct reg_entry *e = n->regs; e && k < cap; e = e->next)
+		if (strcmp(name, "*") == 0 || strcmp(e->reg.uid.name, name) == 0)
+			out[k++] = e->reg;
+	return k;
+}
+
+static void
+reply_found(struct weft__conn *c, uint64_t cid, uint64_t to_actor,
+            const weft_v1_Registration *regs, size_t nregs)
+{
+	weft_v1_FoundActors *fa = calloc(1, sizeof(*fa));
+	size_t cap = 32u * 1024u, len = 0;
+	uint8_t *buf = malloc(cap);
+	if (fa && buf) {
+		for (size_t i = 0; i < nregs && i < 16; i++)
+			fa->regs[fa->regs_count++] = regs[i];
+		if (weft_wire_encode_msg(weft_v1_FoundActors_fields, fa, buf,
+		                         cap, &len) == WEFT_OK) {
+			weft_v1_Envelope env;
+			memset(&env, 0, sizeof(env));
+			env.cid = cid;
+			env.side = weft_v1_Side_SIDE_CALLEE;
+			env.to_actor = to_actor;
+			env.which_msg = weft_v1_Envelope_found_actors_tag;
+			env.msg.found_actors = (weft_slice){buf, len};
+			send_env(c, &env);
+		}
+	}
+	free(fa);
+	free(buf);
+}
+
+static void
+reply_reg(struct weft__conn *c, const weft_v1_Envelope *in, pb_size_t which,
+          const weft_error *e)
+{
+	reply_direct(c, in, which, e);
+}
+
+/* A find that was waiting for `name` is answered (remote or local). */
+static void
+answer_wait(struct weft__net *n, struct reg_wait *w)
+{
+	weft_v1_Registration *found = calloc(16, sizeof(*found));
+	size_t k = found ? registrar_match(n, w->name, found, 16) : 0;
+	if (w->local) {
+		struct reg_req *r = w->local;
+		r->nfound = k;
+		for (size_t i = 0; i < k; i++)
+			r->found[i] = found[i];
+		reg_complete(r, WEFT_OK, NULL);
+	} else {
+		reply_found(w->conn, w->cid, w->from_actor, found, k);
+		flush(w->conn);
+	}
+	free(found);
+}
+
+static void
+registrar_add(struct weft__net *n, const weft_v1_Registration *reg,
+              struct weft__conn *c)
+{
+	/* A new actor at the same place (process address and actor id)
+	 * replaces a stale entry; the same uid registering again replaces
+	 * its old entry. */
+	for (struct reg_entry **pp = &n->regs; *pp;) {
+		struct reg_entry *e = *pp;
+		if (memcmp(e->reg.uid.uuid, reg->uid.uuid, 16) == 0 ||
+		    reg_same_place(&e->reg, reg)) {
+			*pp = e->next;
+			free(e);
+		} else {
+			pp = &e->next;
+		}
+	}
+	struct reg_entry *e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return;
+	e->reg = *reg;
+	e->conn = c;
+	e->next = n->regs;
+	n->regs = e;
+	WEFT_LOG(WEFT_LOG_INFO, "registry: %s registered", reg->uid.name);
+	for (struct reg_wait **wp = &n->reg_waits; *wp;) {
+		struct reg_wait *w = *wp;
+		if (strcmp(w->name, reg->uid.name) == 0) {
+			*wp = w->next;
+			answer_wait(n, w);
+			free(w);
+		} else {
+			wp = &w->next;
+		}
+	}
+}
+
+static void
+registrar_remove(struct weft__net *n, const uint8_t uuid[16])
+{
+	for (struct reg_entry **pp = &n->regs; *pp;) {
+		struct reg_entry *e = *pp;
+		if (memcmp(e->reg.uid.uuid, uuid, 16) == 0) {
+			*pp = e->next;
+			free(e);
+		} else {
+			pp = &e->next;
+		}
+	}
+}
+
+/* I/O thread: the registry envelopes, both roles. true: handled. */
+static bool
+registry_env(struct weft__conn *c, const weft_v1_Envelope *env)
+{
+	struct weft__net *n = c->net;
+	switch (env->which_msg) {
+	case weft_v1_Envelope_register_actor_tag:
+	case weft_v1_Envelope_unregister_actor_tag:
+	case weft_v1_Envelope_find_actor_tag:
+		break;
+	case weft_v1_Envelope_ack_tag:
+	case weft_v1_Envelope_found_actors_tag:
+	case weft_v1_Envelope_error_tag: {
+		if (env->side != weft_v1_Side_SIDE_CALLEE ||
+		    !(env->cid & REG_CID_BIT))
+			return false;
+		struct reg_req **pp = &c->reg_pending;
+		while (*pp && (*pp)->cid != env->cid)
+			pp = &(*pp)->next;
+		struct reg_req *r = *pp;
+		if (r == NULL)
+			return true; /* a late reply: the requester gave up */
+		*pp = r->next;
+		if (env->which_msg == weft_v1_Envelope_ack_tag) {
+			reg_complete(r, WEFT_OK, NULL);
+		} else if (env->which_msg == weft_v1_Envelope_found_actors_tag) {
+			weft_v1_FoundActors *fa = malloc(sizeof(*fa));
+			if (fa && weft_wire_decode_found_actors(
+					  env->msg.found_actors, fa) == WEFT_OK) {
+				r->nfound = fa->regs_count;
+				for (size_t i = 0; i < r->nfound; i++)
+					r->found[i] = fa->regs[i];
+				reg_complete(r, WEFT_OK, NULL);
+			} else {
+				reg_complete(r, WEFT_EPROTO,
+				             "malformed found_actors");
+			}
+			free(fa);
+		} else {
+			const weft_v1_Error *e = &env->msg.error;
+			char why[160];
+			snprintf(why, sizeof(why), "%s: %.*s", e->boxed_type,
+			         (int)(e->message.len > 120 ? 120
+			                                    : e->message.len),
+			         (const char *)e->message.ptr);
+			reg_complete(r, WEFT_EREMOTE, why);
+		}
+		return true;
+	}
+	default:
+		return false;
+	}
+	/* A request to us. */
+	if (!atomic_load(&n->is_registrar)) {
+		weft_error *e = weft_error_new(WEFT_ERRKIND_NO_SUCH_FUNCTION,
+		                               NULL, &n->proc_uid,
+		                               "this process is not a registrar");
+		if (e) {
+			reply_reg(c, env, weft_v1_Envelope_error_tag, e);
+			weft_error_release(e);
+		}
+		return true;
+	}
+	switch (env->which_msg) {
+	case weft_v1_Envelope_register_actor_tag:
+		registrar_add(n, &env->msg.register_actor.reg, c);
+		reply_reg(c, env, weft_v1_Envelope_ack_tag, NULL);
+		break;
+	case weft_v1_Envelope_unregister_actor_tag:
+		registrar_remove(n, env->msg.unregister_actor.uid.uuid);
+		reply_reg(c, env, weft_v1_Envelope_ack_tag, NULL);
+		break;
+	default: {
+		const weft_v1_FindActor *f = &env->msg.find_actor;
+		weft_v1_Registration *found = calloc(16, sizeof(*found));
+		size_t k = found ? registrar_match(n, f->name, found, 16) : 0;
+		if (k == 0 && f->wait) {
+			struct reg_wait *w = calloc(1, sizeof(*w));
+			if (w) {
+				snprintf(w->name, sizeof(w->name), "%s", f->name);
+				w->conn = c;
+				w->cid = env->cid;
+				w->from_actor = env->from_actor;
+				w->next = n->reg_waits;
+				n->reg_waits = w;
+			}
+		} else {
+			reply_found(c, env->cid, env->from_actor, found, k);
+		}
+		free(found);
+		break;
+	}
+	}
+	return true;
+}
+
+/* I/O thread: a connection ends: the registrar drops what came over it
+ * (stale entries), a client fails what it was waiting for. */
+static void
+registry_conn_end(struct weft__conn *c, const char *why)
+{
+	struct weft__net *n = c->net;
+	for (struct reg_entry **pp = &n->regs; *pp;) {
+		struct reg_entry *e = *pp;
+		if (e->conn == c) {
+			WEFT_LOG(WEFT_LOG_INFO, "registry: %s dropped (%s)",
+			         e->reg.uid.name, why);
+			*pp = e->next;
+			free(e);
+		} else {
+			pp = &e->next;
+		}
+	}
+	for (struct reg_wait **wp = &n->reg_waits; *wp;) {
+		struct reg_wait *w = *wp;
+		if (w->conn == c) {
+			*wp = w->next;
+			free(w);
+		} else {
+			wp = &w->next;
+		}
+	}
+	struct reg_req *r;
+	while ((r = c->reg_pending) != NULL) {
+		c->reg_pending = r->next;
+		reg_complete(r, WEFT_ECLOSED, why);
+	}
+}
+
+/* I/O thread: a request from this process. */
+static void
+registry_cmd(struct weft__net *n, struct reg_req *r)
+{
+	if (n->stopping) {
+		reg_complete(r, WEFT_ECLOSED, "the runtime is closing");
+		return;
+	}
+	if (r->conn == NULL) {
+		/* We are the registrar. */
+		switch (r->op) {
+		case REG_REGISTER:
+			registrar_add(n, &r->reg, NULL);
+			reg_complete(r, WEFT_OK, NULL);
+			return;
+		case REG_UNREGISTER:
+			registrar_remove(n, r->reg.uid.uuid);
+			reg_complete(r, WEFT_OK, NULL);
+			return;
+		case REG_FIND:
+			r->nfound = registrar_match(n, r->name, r->found, 16);
+			if (r->nfound == 0 && r->wait) {
+				struct reg_wait *w = calloc(1, sizeof(*w));
+				if (w == NULL) {
+					reg_complete(r, WEFT_ENOMEM, NULL);
+					return;
+				}
+				snprintf(w->name, sizeof(w->name), "%s", r->name);
+				w->local = r;
+				w->next = n->reg_waits;
+				n->reg_waits = w;
+				return;
+			}
+			reg_complete(r, WEFT_OK, NULL);
+			return;
+		}
+	}
+	struct weft__conn *c = r->conn;
+	if (c->state != CONN_OPEN) {
+		reg_complete(r, WEFT_ECLOSED, "the registrar's connection closed");
+		return;
+	}
+	weft_v1_Envelope env;
+	memset(&env, 0, sizeof(env));
+	env.cid = r->cid;
+	env.side = weft_v1_Side_SIDE_CALLER;
+	switch (r->op) {
+	case REG_REGISTER:
+		env.which_msg = weft_v1_Envelope_register_actor_tag;
+		env.msg.register_actor.has_reg = true;
+		env.msg.register_actor.reg = r->reg;
+		break;
+	case REG_UNREGISTER:
+		env.which_msg = weft_v1_Envelope_unregister_actor_tag;
+		env.msg.unregister_actor.has_uid = true;
+		env.msg.unregister_actor.uid = r->reg.uid;
+		break;
+	case REG_FIND:
+		env.which_msg = weft_v1_Envelope_find_actor_tag;
+		snprintf(env.msg.find_actor.name, sizeof(env.msg.find_actor.name),
+		         "%s", r->name);
+		env.msg.find_actor.wait = r->wait;
+		break;
+	}
+	r->next = c->reg_pending;
+	c->reg_pending = r;
+	send_env(c, &env);
+	flush(c);
+}
+
+static void
+registry_shutdown(struct weft__net *n)
+{
+	struct reg_entry *e;
+	while ((e = n->regs) != NULL) {
+		n->regs = e->next;
+		free(e);
+	}
+	struct reg_wait *w;
+	while ((w = n->reg_waits) != NULL) {
+		n->reg_waits = w->next;
+		if (w->local)
+			reg_complete(w->local, WEFT_ECLOSED,
+			             "the runtime is closing");
+		free(w);
+	}
+}
+
+static void
+fill_uid_wire(const weft_uid *u, weft_v1_ActorUid *w)
+{
+	uid_to_wire(u, w);
+}
+
+/* Sends r (already filled) to the registrar and waits for the answer.
+ * Takes r (the caller's reference). */
+static weft_err
+reg_request(weft_runtime *rt, struct reg_req *r, uint64_t deadline)
+{
+	struct weft__net *n = net_get(rt, false);
+	if (n == NULL) {
+		reg_req_rele(r); /* the I/O thread's, unused */
+		return WEFT_ESTATE;
+	}
+	pthread_mutex_lock(&n->lock);
+	char host[256];
+	uint16_t port = n->reg_port;
+	snprintf(host, sizeof(host), "%s", n->reg_host);
+	pthread_mutex_unlock(&n->lock);
+	if (port == 0) {
+		reg_req_rele(r); /* the I/O thread's, unused */
+		return WEFT_ESTATE; /* weft_registry_open first */
+	}
+	if (!atomic_load(&n->is_registrar)) {
+		weft_aid via = {atomic_load(&n->reg_aid)};
+		r->conn = weft__net_conn_hold(rt, via);
+		if (r->conn == NULL ||
+		    atomic_load_explicit(&r->conn->dead, memory_order_acquire)) {
+			/* Reconnect (the registrar may have restarted). */
+			weft__net_conn_rele(r->conn);
+			r->conn = NULL;
+			weft_portal *p = NULL;
+			weft_err rc = weft_net_connect(rt, host, port, 0, &p);
+			if (rc != WEFT_OK) {
+				reg_req_rele(r); /* the I/O thread's */
+				return rc;
+			}
+			atomic_store(&n->reg_aid, weft_portal_aid(p).id);
+			r->conn = weft__net_conn_hold(rt, weft_portal_aid(p));
+			weft_portal_free(p);
+			if (r->conn == NULL) {
+				reg_req_rele(r); /* the I/O thread's */
+				return WEFT_ECLOSED;
+			}
+		}
+	}
+	r->cid = REG_CID_BIT | (atomic_fetch_add(&n->reg_cid, 1) + 1);
+	r->ev = weft__event_new();
+	struct cmd *k = calloc(1, sizeof(*k));
+	if (r->ev == NULL || k == NULL) {
+		free(k);
+		if (r->ev) {
+			weft__event_rele(r->ev);
+			weft__event_rele(r->ev);
+		}
+		r->ev = NULL;
+		reg_req_rele(r); /* the I/O thread's, unused */
+		return WEFT_ENOMEM;
+	}
+	k->kind = CMD_REGISTRY;
+	k->rreq = r;
+	push_cmd(n, k);
+	struct weft__event *ev = r->ev;
+	weft_err rc = weft__event_wait(ev, deadline);
+	if (rc == WEFT_OK)
+		rc = r->rc;
+	struct weft__task *t = weft__task_current();
+	if (rc != WEFT_OK && rc != WEFT_ECANCELED && t)
+		weft__task_set_error(
+			t, weft__error_here(
+				   rc == WEFT_EREMOTE ? WEFT_ERRKIND_REMOTE
+				                      : WEFT_ERRKIND_TRANSPORT_CLOSED,
+				   "RegistryError", "registry %s:%u: %s", host,
+				   (unsigned)port,
+				   r->why[0] ? r->why : weft_strerror(rc)));
+	weft__event_rele(ev);
+	return rc;
+}
+
+static struct reg_req *
+reg_req_new(enum reg_op op)
+{
+	struct reg_req *r = calloc(1, sizeof(*r));
+	if (r) {
+		atomic_init(&r->refs, 2);
+		r->op = op;
+	}
+	return r;
+}
+
+weft_err
+weft_registry_open(weft_runtime *rt, const char *host, uint16_t port,
+                   bool *is_registrar)
+{
+	if (host == NULL || port == 0 || strlen(host) > 255)
+		return WEFT_EINVAL;
+	struct weft__net *n = net_get(rt, true);
+	if (n == NULL)
+		return WEFT_ECLOSED;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		weft_portal *p = NULL;
+		weft_err rc = weft_net_connect(rt, host, port, 0, &p);
+		if (rc == WEFT_OK) {
+			struct weft__conn *c =
+				weft__net_conn_hold(rt, weft_portal_aid(p));
+			bool reg = c && c->peer_registrar;
+			weft__net_conn_rele(c);
+			if (!reg) {
+				weft_portal_free(p);
+				return WEFT_EPROTO; /* something else is there */
+			}
+			atomic_store(&n->reg_aid, weft_portal_aid(p).id);
+			weft_portal_free(p);
+			pthread_mutex_lock(&n->lock);
+			snprintf(n->reg_host, sizeof(n->reg_host), "%s", host);
+			n->reg_port = port;
+			pthread_mutex_unlock(&n->lock);
+			if (is_registrar)
+				*is_registrar = false;
+			return WEFT_OK;
+		}
+		if (rc != WEFT_ECLOSED && rc != WEFT_ETIMEDOUT)
+			return rc;
+		/* Nobody answers: we are the registrar (a process that binds
+		 * the address first wins; the loser connects to it). */
+		atomic_store(&n->is_registrar, true);
+		if (weft_net_listen(rt, host, port, NULL) == WEFT_OK) {
+			pthread_mutex_lock(&n->lock);
+			snprintf(n->reg_host, sizeof(n->reg_host), "%s", host);
+			n->reg_port = port;
+			pthread_mutex_unlock(&n->lock);
+			if (is_registrar)
+				*is_registrar = true;
+			WEFT_LOG(WEFT_LOG_INFO, "registry: registrar at %s:%u",
+			         host, (unsigned)port);
+			return WEFT_OK;
+		}
+		atomic_store(&n->is_registrar, false);
+	}
+	return WEFT_ECLOSED;
+}
+
+weft_err
+weft_registry_register(weft_runtime *rt, weft_aid aid)
+{
+	struct weft__net *n = net_get(rt, false);
+	weft_uid uid;
+	if (n == NULL)
+		return WEFT_ESTATE;
+	if (weft_actor_uid(rt, aid, &uid) != WEFT_OK)
+		return WEFT_ECLOSED;
+	/* Others reach it at our listen addresses: open one if needed. */
+	pthread_mutex_lock(&n->lock);
+	bool listening = n->nlisten > 0;
+	pthread_mutex_unlock(&n->lock);
+	if (!listening && weft_net_listen(rt, "127.0.0.1", 0, NULL) != WEFT_OK)
+		return WEFT_ECLOSED;
+	struct reg_req *r = reg_req_new(REG_REGISTER);
+	if (r == NULL)
+		return WEFT_ENOMEM;
+	r->reg.has_uid = true;
+	fill_uid_wire(&uid, &r->reg.uid);
+	r->reg.actor_id = wire_id_of(n, aid);
+	pthread_mutex_lock(&n->lock);
+	for (size_t i = 0; i < n->nlisten && i < 4; i++) {
+		weft_v1_Addr *a = &r->reg.addrs[r->reg.addrs_count++];
+		strcpy(a->transport, "tcp");
+		snprintf(a->host, sizeof(a->host), "%s", n->listen_addrs[i].host);
+		a->port = n->listen_addrs[i].port;
+	}
+	pthread_mutex_unlock(&n->lock);
+	weft_err rc = reg_request(rt, r, weft__now_ns() + 5000000000ull);
+	if (rc == WEFT_OK)
+		weft__actor_set_registered(rt, aid, true);
+	reg_req_rele(r);
+	return rc;
+}
+
+static weft_err
+unregister_uid(weft_runtime *rt, const weft_uid *uid, bool wait)
+{
+	struct reg_req *r = reg_req_new(REG_UNREGISTER);
+	if (r == NULL)
+		return WEFT_ENOMEM;
+	r->reg.has_uid = true;
+	fill_uid_wire(uid, &r->reg.uid);
+	weft_err rc = reg_request(rt, r,
+	                          weft__now_ns() +
+	                                  (wait ? 5000000000ull : 1000000000ull));
+	reg_req_rele(r);
+	return rc;
+}
+
+weft_err
+weft_registry_unregister(weft_runtime *rt, weft_aid aid)
+{
+	weft_uid uid;
+	if (weft_actor_uid(rt, aid, &uid) != WEFT_OK)
+		return WEFT_ECLOSED;
+	weft__actor_set_registered(rt, aid, false);
+	return unregister_uid(rt, &uid, true);
+}
+
+/* An actor that registered has exited (actor.c): unregister it without
+ * making its worker wait (the I/O thread sends the request). */
+void
+weft__registry_actor_exit(weft_runtime *rt, const weft_uid *uid)
+{
+	struct weft__net *n = net_get(rt, false);
+	if (n == NULL)
+		return;
+	struct reg_req *r = reg_req_new(REG_UNREGISTER);
+	struct cmd *k = calloc(1, sizeof(*k));
+	if (r == NULL || k == NULL) {
+		free(r);
+		free(k);
+		return;
+	}
+	atomic_store(&r->refs, 1); /* nobody waits */
+	r->reg.has_uid = true;
+	fill_uid_wire(uid, &r->reg.uid);
+	if (!atomic_load(&n->is_registrar)) {
+		weft_aid via = {atomic_load(&n->reg_aid)};
+		r->conn = weft__net_conn_hold(rt, via);
+		if (r->conn == NULL) {
+			/* No connection: the registrar dropped our entries
+			 * when it ended. */
+			free(r);
+			free(k);
+			return;
+		}
+	}
+	r->cid = REG_CID_BIT | (atomic_fetch_add(&n->reg_cid, 1) + 1);
+	k->kind = CMD_REGISTRY;
+	k->rreq = r;
+	push_cmd(n, k);
+}
+
+weft_err
+weft_registry_find(weft_runtime *rt, const char *name, bool wait,
+                   uint32_t timeout_ms, weft_portal **out)
+{
+	if (name == NULL || name[0] == 0 || strlen(name) >= WEFT_NAME_MAX ||
+	    out == NULL)
+		return WEFT_EINVAL;
+	*out = NULL;
+	struct weft__net *n = net_get(rt, false);
+	if (n == NULL)
+		return WEFT_ESTATE;
+	struct reg_req *r = reg_req_new(REG_FIND);
+	if (r == NULL)
+		return WEFT_ENOMEM;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->wait = wait;
+	uint64_t deadline =
+		timeout_ms ? weft__now_ns() + (uint64_t)timeout_ms * 1000000u
+		           : (wait ? 0 : weft__now_ns() + 5000000000ull);
+	weft_err rc = reg_request(rt, r, deadline);
+	if (rc == WEFT_OK && r->nfound == 0) {
+		rc = WEFT_ENOENT;
+		struct weft__task *t = weft__task_current();
+		if (t)
+			weft__task_set_error(
+				t, weft__error_here(WEFT_ERRKIND_NO_SUCH_FUNCTION,
+				                    "NoSuchActor",
+				                    "no actor named '%s' is "
+				                    "registered",
+				                    name));
+	}
+	if (rc != WEFT_OK) {
+		reg_req_rele(r);
+		return rc;
+	}
+	/* The newest registration first. Ours (one of our listen
+	 * addresses): a local portal; else a connection to its process. An
+	 * entry whose process cannot be reached is stale: the registrar is
+	 * told to drop it, and the next one is tried. */
+	rc = WEFT_ENOENT;
+	for (size_t e = 0; e < r->nfound && rc != WEFT_OK; e++) {
+		const weft_v1_Registration *g = &r->found[e];
+		bool local = false;
+		pthread_mutex_lock(&n->lock);
+		for (size_t i = 0; i < n->nlisten; i++)
+			for (pb_size_t j = 0; j < g->addrs_count; j++)
+				if (g->addrs[j].port == n->listen_addrs[i].port &&
+				    strcmp(g->addrs[j].host,
+				           n->listen_addrs[i].host) == 0)
+					local = true;
+		pthread_mutex_unlock(&n->lock);
+		if (local) {
+			weft_aid aid = {g->actor_id ? g->actor_id
+			                            : atomic_load(&n->primary)};
+			rc = weft_portal_open(rt, aid, out);
+			if (rc == WEFT_ECLOSED)
+				rc = WEFT_ENOENT; /* exited; unregistering */
+			continue;
+		}
+		if (g->addrs_count == 0)
+			continue;
+		rc = weft_net_connect(rt, g->addrs[0].host,
+		                      (uint16_t)g->addrs[0].port, g->actor_id, out);
+		if (rc == WEFT_ECLOSED) {
+			weft_uid stale;
+			uid_from_wire(&g->uid, &stale);
+			weft__registry_actor_exit(rt, &stale);
+			rc = WEFT_ENOENT;
+		} else if (rc != WEFT_OK) {
+			break;
+		}
+	}
+	if (rc == WEFT_ENOENT) {
+		struct weft__task *t = weft__task_current();
+		if (t)
+			weft__task_set_error(
+				t, weft__error_here(WEFT_ERRKIND_NO_SUCH_FUNCTION,
+				                    "NoSuchActor",
+				                    "no live actor named '%s' is "
+				                    "registered",
+				                    name));
+	}
+	reg_req_rele(r);
+	return rc;
+}
+
+weft_err
+weft_registry_list(weft_runtime *rt, weft_uid *uids, size_t cap, size_t *count)
+{
+	struct reg_req *r = reg_req_new(REG_FIND);
+	if (r == NULL)
+		return WEFT_ENOMEM;
+	strcpy(r->name, "*");
+	weft_err rc = reg_request(rt, r, weft__now_ns() + 5000000000ull);
+	if (rc == WEFT_OK) {
+		size_t k = 0;
+		for (size_t i = 0; i < r->nfound && k < cap; i++)
+			uid_from_wire(&r->found[i].uid, &uids[k++]);
+		if (count)
+			*count = r->nfound;
+	}
+	reg_req_rele(r);
+	return rc;
 }

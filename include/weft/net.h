@@ -95,6 +95,36 @@ typedef struct weft_net_stats {
 
 WEFT_EXTERN void weft_net_stats_get(weft_runtime *rt, weft_net_stats *out);
 
+/* ---- the registry: finding actors by name (docs/protocol.md §7.5) ----
+ *
+ * One process of a tree is the registrar; the others send it their
+ * registrations. An entry is dropped when its actor exits (after a cancel
+ * or SIGINT too) or when the registering process's connection to the
+ * registrar ends (stale addresses), and replaced when another actor
+ * registers at the same process address and actor id. */
+
+/* Joins the registry at host:port: if a registrar answers there this
+ * process uses it, otherwise it becomes the registrar, listening there
+ * (*is_registrar, may be NULL, says which). WEFT_EPROTO if something that
+ * is not a registrar answers. */
+WEFT_EXTERN weft_err weft_registry_open(weft_runtime *rt, const char *host,
+                                        uint16_t port, bool *is_registrar);
+/* Registers a live local actor under its uid (its name need not be
+ * unique). This process listens on 127.0.0.1 first if it listens nowhere
+ * yet. WEFT_ESTATE before weft_registry_open. */
+WEFT_EXTERN weft_err weft_registry_register(weft_runtime *rt, weft_aid aid);
+WEFT_EXTERN weft_err weft_registry_unregister(weft_runtime *rt, weft_aid aid);
+/* A portal (the caller's) on the most recently registered actor named
+ * `name`, local or remote. `wait`: until one registers, bounded by
+ * timeout_ms (0: no bound); without wait, WEFT_ENOENT when none is. */
+WEFT_EXTERN weft_err weft_registry_find(weft_runtime *rt, const char *name,
+                                        bool wait, uint32_t timeout_ms,
+                                        weft_portal **out);
+/* The uids registered (a snapshot): up to `cap` into uids, the total in
+ * *count. */
+WEFT_EXTERN weft_err weft_registry_list(weft_runtime *rt, weft_uid *uids,
+                                        size_t cap, size_t *count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,6 +34,8 @@ struct PeerOptions {
   unsigned workers = 2;
   // Runs in the child after the runtime opened and before it listens.
   std::function<void(weft_runtime *)> setup;
+  // Runs in the child once it listens, before the parent is told.
+  std::function<void(weft_runtime *, weft_aid server)> ready;
 };
 
 class PeerProcess {
@@ -119,6 +121,7 @@ class PeerProcess {
     if (weft_net_set_primary(rt, server) != WEFT_OK) return 13;
     uint16_t port = 0;
     if (weft_net_listen(rt, "127.0.0.1", 0, &port) != WEFT_OK) return 14;
+    if (o.ready) o.ready(rt, server);
     if (write(up, &port, sizeof(port)) != sizeof(port)) return 15;
     close(up);
     char b;
