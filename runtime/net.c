@@ -24,10 +24,12 @@
  * local actor that talked through it (after everything already received,
  * FIFO), and is killed; context.c ends those contexts (weft__ctx_peer_gone)
  * and the proxy's queued requests are answered at its exit. */
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -111,6 +113,15 @@ struct weft__conn {
 	size_t queue_max; /* opts.send_queue_max, kept here: proxies may
 	                   * outlive the net struct */
 	size_t writes_in_flight;
+	/* Direct writes: a proxy whose turn ends while the connection has
+	 * nothing queued or in flight writes its chunk to the socket itself
+	 * (non-blocking), saving the wake-up of the I/O thread. Under
+	 * out_lock: the socket, whether direct writes are allowed, one in
+	 * progress, uv_writes in flight. */
+	int fd;
+	bool direct_ok, direct_busy;
+	size_t io_inflight;
+	_Atomic uint64_t direct_tx_ns;
 
 	struct proxy *proxies; /* I/O thread */
 	struct proxy *last_proxy;
@@ -813,6 +824,53 @@ encode_item_msg(struct proxy *p, weft_msg *m)
 	return true;
 }
 
+/* Writes k to the socket from this (worker) thread when nothing else is
+ * queued or being written: one syscall instead of a wake-up of the I/O
+ * thread and its syscall. A partial write leaves the rest at the head of
+ * the queue for the I/O thread. true: k was taken. */
+static bool
+try_direct(struct weft__conn *c, struct chunk *k)
+{
+	pthread_mutex_lock(&c->out_lock);
+	bool go = c->direct_ok && !c->direct_busy && c->out_head == NULL &&
+	          c->io_inflight == 0;
+	if (go)
+		c->direct_busy = true;
+	pthread_mutex_unlock(&c->out_lock);
+	if (!go)
+		return false;
+	ssize_t n = send(c->fd, k->data, k->len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	size_t done = n > 0 ? (size_t)n : 0;
+	atomic_store_explicit(&c->direct_tx_ns, weft__now_ns(),
+	                      memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->net->st.frames_out,
+	                          done == k->len ? k->frames : 0,
+	                          memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->net->st.bytes_out, done,
+	                          memory_order_relaxed);
+	pthread_mutex_lock(&c->out_lock);
+	c->direct_busy = false;
+	bool more = c->out_head != NULL;
+	if (done < k->len && !atomic_load(&c->dead)) {
+		/* The rest goes first, before anything queued meanwhile. */
+		memmove(k->data, k->data + done, k->len - done);
+		k->len -= done;
+		k->next = c->out_head;
+		c->out_head = k;
+		if (c->out_tail == NULL)
+			c->out_tail = k;
+		atomic_fetch_add_explicit(&c->out_bytes, k->len,
+		                          memory_order_relaxed);
+		k = NULL;
+		more = true;
+	}
+	pthread_mutex_unlock(&c->out_lock);
+	free(k);
+	if (more)
+		wake_loop(c->net);
+	return true;
+}
+
 static void
 proxy_turn(struct weft__actor *a, weft_msg *m)
 {
@@ -823,7 +881,7 @@ proxy_turn(struct weft__actor *a, weft_msg *m)
 		if (p->cur && p->cur->len) {
 			struct chunk *k = p->cur;
 			p->cur = NULL;
-			if (out_push(c, k))
+			if (!try_direct(c, k) && out_push(c, k))
 				wake_loop(c->net);
 		}
 		return;
@@ -998,6 +1056,15 @@ conn_end(struct weft__conn *c, const char *why, bool flush_first)
 	/* After this no proxy queues anything (out_push refuses). */
 	pthread_mutex_lock(&c->out_lock);
 	atomic_store_explicit(&c->dead, true, memory_order_release);
+	c->direct_ok = false;
+	/* A direct write in progress uses the socket: it must be done
+	 * before the socket is closed (and its number reused). It does not
+	 * block, so this wait is short. */
+	while (c->direct_busy) {
+		pthread_mutex_unlock(&c->out_lock);
+		sched_yield();
+		pthread_mutex_lock(&c->out_lock);
+	}
 	void (*on_end)(void *) = c->on_end;
 	c->on_end = NULL;
 	pthread_mutex_unlock(&c->out_lock);
@@ -1111,6 +1178,9 @@ on_write(uv_write_t *req, int status)
 	atomic_fetch_add(&c->net->st.bytes_out, w->bytes);
 	free(w);
 	c->writes_in_flight--;
+	pthread_mutex_lock(&c->out_lock);
+	c->io_inflight--;
+	pthread_mutex_unlock(&c->out_lock);
 	if (status < 0 && status != UV_ECANCELED)
 		conn_end(c, uv_strerror(status), false);
 	if (c->state == CONN_CLOSING && c->writes_in_flight == 0) {
@@ -1126,8 +1196,15 @@ flush(struct weft__conn *c)
 	if (c->state == CONN_CLOSED || c->state == CONN_CONNECTING)
 		return;
 	pthread_mutex_lock(&c->out_lock);
+	if (c->direct_busy) {
+		/* The direct writer kicks us again when it is done. */
+		pthread_mutex_unlock(&c->out_lock);
+		return;
+	}
 	struct chunk *head = c->out_head;
 	c->out_head = c->out_tail = NULL;
+	if (head)
+		c->io_inflight++;
 	pthread_mutex_unlock(&c->out_lock);
 	if (head == NULL)
 		return;
@@ -1141,6 +1218,9 @@ flush(struct weft__conn *c)
 	                          memory_order_relaxed);
 	struct write_req *w = malloc(sizeof(*w) + n * sizeof(uv_buf_t));
 	if (w == NULL) {
+		pthread_mutex_lock(&c->out_lock);
+		c->io_inflight--;
+		pthread_mutex_unlock(&c->out_lock);
 		conn_end(c, "out of memory", false);
 		return;
 	}
@@ -1156,6 +1236,9 @@ flush(struct weft__conn *c)
 	                  (unsigned)n, on_write);
 	if (rv < 0) {
 		c->writes_in_flight--;
+		pthread_mutex_lock(&c->out_lock);
+		c->io_inflight--;
+		pthread_mutex_unlock(&c->out_lock);
 		for (struct chunk *k = head; k;) {
 			struct chunk *nx = k->next;
 			free(k);
@@ -1340,6 +1423,13 @@ on_hello(struct weft__conn *c, weft_slice s)
 	                             n->opts.max_frame ? n->opts.max_frame
 	                                               : WEFT_FRAME_LIMIT_DEFAULT);
 	c->state = CONN_OPEN;
+	uv_os_fd_t fd;
+	if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+		pthread_mutex_lock(&c->out_lock);
+		c->fd = fd;
+		c->direct_ok = true;
+		pthread_mutex_unlock(&c->out_lock);
+	}
 	uv_timer_stop(&c->hs_timer);
 	atomic_fetch_add(&n->st.open, 1);
 	WEFT_LOG(WEFT_LOG_INFO, "connected to %s (%s:%u, %s)",
@@ -1834,6 +1924,10 @@ on_tick(uv_timer_t *t)
 			conn_end(c, why, false);
 			continue;
 		}
+		uint64_t direct = atomic_load_explicit(&c->direct_tx_ns,
+		                                       memory_order_relaxed);
+		if (direct && weft__now_ns() - direct < (uint64_t)own * 1000000u)
+			continue; /* a direct write was recent enough */
 		if (now - c->last_tx >= own) {
 			weft_v1_Envelope env;
 			memset(&env, 0, sizeof(env));
@@ -1859,6 +1953,7 @@ conn_new(struct weft__net *n, bool dialer)
 		return NULL;
 	}
 	c->net = n;
+	c->fd = -1;
 	c->queue_max = n->opts.send_queue_max;
 	c->dialer = dialer;
 	atomic_init(&c->refs, 1);
