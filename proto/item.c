@@ -109,8 +109,22 @@ struct rd {
 	const uint8_t *p, *end;
 };
 
-static bool
+static bool get_varint_slow(struct rd *r, uint64_t *out);
+
+/* Most varints here (keys, lengths of small items, small ids) are one
+ * byte: that case inline, the rest out of line. */
+static inline __attribute__((always_inline)) bool
 get_varint(struct rd *r, uint64_t *out)
+{
+	if (__builtin_expect(r->p < r->end && *r->p < 0x80, 1)) {
+		*out = *r->p++;
+		return true;
+	}
+	return get_varint_slow(r, out);
+}
+
+static bool
+get_varint_slow(struct rd *r, uint64_t *out)
 {
 	uint64_t v = 0;
 	for (unsigned shift = 0; shift < 64; shift += 7) {
