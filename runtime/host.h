@@ -233,7 +233,8 @@ struct weft__event;
 struct weft__event *weft__event_new(void);
 /* Waits until completed, the deadline (monotonic ns, 0: none) passes
  * (WEFT_ETIMEDOUT), or the waiting task is cancelled (WEFT_ECANCELED).
- * Returns the completion's code. Call once, then weft__event_rele(). */
+ * Returns the completion's code. The same waiter may call it again after
+ * a timeout; then weft__event_rele() once. */
 weft_err weft__event_wait(struct weft__event *ev, uint64_t deadline);
 /* Any thread, once. */
 void weft__event_complete(struct weft__event *ev, weft_err rc);

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -92,6 +93,7 @@ struct weft__conn {
 	char host[256];
 	uint16_t port;
 	struct addrinfo *ai, *ai_next;
+	struct addrinfo *literal; /* an IP literal's address (our malloc) */
 	bool retrying; /* tcp is closing, to connect again on a new handle */
 
 	weft_frame_decoder dec;
@@ -1004,6 +1006,9 @@ on_hs_timer_closed(uv_handle_t *h)
 		uv_freeaddrinfo(c->ai);
 		c->ai = c->ai_next = NULL;
 	}
+	free(c->literal);
+	c->literal = NULL;
+	c->ai_next = NULL;
 	if (c->retrying)
 		return; /* on_retry_closed releases */
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
@@ -2045,6 +2050,8 @@ on_connect(uv_connect_t *req, int status)
 	}
 	uv_freeaddrinfo(c->ai);
 	c->ai = c->ai_next = NULL;
+	free(c->literal);
+	c->literal = NULL;
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->state = CONN_HELLO_SENT;
 	atomic_fetch_add(&c->net->st.dialed, 1);
@@ -2140,6 +2147,29 @@ do_connect(struct weft__net *n, struct connect_req *r)
 	c->waiters = r;
 	uv_timer_start(&c->hs_timer, on_hs_timeout, n->opts.connect_timeout_ms,
 	               0);
+	/* An IP literal needs no resolver (whose thread pool would start
+	 * four threads in every child process). */
+	struct addrinfo *lit = calloc(1, sizeof(*lit) + sizeof(struct sockaddr_in6));
+	if (lit) {
+		struct sockaddr *sa = (struct sockaddr *)(lit + 1);
+		if (uv_ip4_addr(r->host, r->port, (struct sockaddr_in *)sa) == 0)
+			lit->ai_family = AF_INET;
+		else if (uv_ip6_addr(r->host, r->port,
+		                     (struct sockaddr_in6 *)sa) == 0)
+			lit->ai_family = AF_INET6;
+		if (lit->ai_family) {
+			lit->ai_addr = sa;
+			lit->ai_addrlen = lit->ai_family == AF_INET
+			                          ? sizeof(struct sockaddr_in)
+			                          : sizeof(struct sockaddr_in6);
+			lit->ai_socktype = SOCK_STREAM;
+			c->literal = lit;
+			c->ai_next = lit;
+			try_connect(c);
+			return;
+		}
+		free(lit);
+	}
 	uv_getaddrinfo_t *gai = malloc(sizeof(*gai));
 	if (gai == NULL) {
 		conn_end(c, "out of memory", false);
@@ -2722,7 +2752,29 @@ weft_err
 weft__net_expect_wait(struct weft__expect *x, uint64_t deadline,
                       weft_aid *aid)
 {
-	weft_err rc = weft__event_wait(x->ev, deadline);
+	return weft__net_expect_wait_pid(x, deadline, 0, aid);
+}
+
+weft_err
+weft__net_expect_wait_pid(struct weft__expect *x, uint64_t deadline,
+                          pid_t pid, weft_aid *aid)
+{
+	weft_err rc;
+	/* In 20 ms slices, so that a child that exits without dialing back
+	 * (not a weft program, a crash) fails the spawn at once. */
+	for (;;) {
+		uint64_t now = weft__now_ns(), slice = now + 20000000u;
+		if (pid <= 0 || (deadline && slice > deadline))
+			slice = deadline;
+		rc = weft__event_wait(x->ev, slice);
+		if (rc != WEFT_ETIMEDOUT || slice == deadline)
+			break;
+		int st;
+		if (waitpid(pid, &st, WNOHANG) == pid) {
+			rc = WEFT_ECLOSED;
+			break;
+		}
+	}
 	if (rc == WEFT_OK)
 		rc = x->rc;
 	if (rc == WEFT_OK)

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "runtime/internal.h"
 
@@ -36,6 +37,10 @@ struct weft__expect *weft__net_expect_child(weft_runtime *rt,
  * (monotonic ns); frees x. */
 weft_err weft__net_expect_wait(struct weft__expect *x, uint64_t deadline,
                                weft_aid *aid);
+/* The same, failing (WEFT_ECLOSED) as soon as process `pid` has exited
+ * (then reaped). */
+weft_err weft__net_expect_wait_pid(struct weft__expect *x, uint64_t deadline,
+                                   pid_t pid, weft_aid *aid);
 /* Local actor `local` is told PEER_GONE when `proxy`'s connection ends,
  * even if it never sent anything through it. */
 void weft__net_note_local(weft_runtime *rt, weft_aid proxy, weft_aid local);

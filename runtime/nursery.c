@@ -105,7 +105,9 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 	weft_spawn_where where = o ? o->where : WEFT_SPAWN_DEFAULT;
 	if (where == WEFT_SPAWN_DEFAULT)
 		where = (weft_spawn_where)n->rt->cfg.spawn_where;
-	if (where == WEFT_SPAWN_PROCESS) {
+	bool child_process = where == WEFT_SPAWN_PROCESS ||
+	                     where == WEFT_SPAWN_EXEC;
+	if (child_process) {
 		rv = WEFT_OK;
 		for (size_t i = 0; i < so.nfunctions; i++)
 			if (so.functions[i].name == NULL ||
@@ -113,12 +115,16 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 				rv = WEFT_EINVAL;
 		if (so.name && strlen(so.name) >= WEFT_NAME_MAX)
 			rv = WEFT_EINVAL;
-		if (rv != WEFT_EINVAL)
+		if (rv == WEFT_EINVAL)
+			;
+		else if (where == WEFT_SPAWN_EXEC)
+			rv = weft__spawn_exec(n->rt, &so, &aid, &c->pid);
+		else
 			rv = weft__spawn_process(n->rt, &so, &aid, &c->pid);
 	} else {
 		rv = weft_spawn(n->rt, &so, &aid);
 	}
-	if (rv != WEFT_OK && where == WEFT_SPAWN_PROCESS && rv != WEFT_EINVAL) {
+	if (rv != WEFT_OK && child_process && rv != WEFT_EINVAL) {
 		free(c);
 		return rv; /* the task's error says why */
 	}

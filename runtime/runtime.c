@@ -18,7 +18,8 @@ weft_config_init(weft_config *cfg)
 	cfg->log_level = -1;
 	const char *w = getenv("WEFT_SPAWN");
 	cfg->spawn_where = w && strcmp(w, "process") == 0 ? WEFT_SPAWN_PROCESS
-	                                                    : WEFT_SPAWN_IN_PROCESS;
+	                   : w && strcmp(w, "exec") == 0  ? WEFT_SPAWN_EXEC
+	                                                  : WEFT_SPAWN_IN_PROCESS;
 }
 
 _Noreturn void
@@ -71,7 +72,8 @@ weft_runtime_open(const weft_config *user_cfg, weft_runtime **out)
 		cfg.nursery_cancel_timeout_ms = 3000;
 	if (cfg.sigterm_timeout_ms == 0)
 		cfg.sigterm_timeout_ms = 1000;
-	if (cfg.spawn_where != WEFT_SPAWN_PROCESS)
+	if (cfg.spawn_where != WEFT_SPAWN_PROCESS &&
+	    cfg.spawn_where != WEFT_SPAWN_EXEC)
 		cfg.spawn_where = WEFT_SPAWN_IN_PROCESS;
 
 	if ((rt = calloc(1, sizeof(*rt))) == NULL)

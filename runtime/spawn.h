@@ -13,6 +13,10 @@
  * and the task's error says why. */
 weft_err weft__spawn_process(weft_runtime *rt, const weft_spawn_opts *o,
                              weft_aid *aid, pid_t *pid);
+/* The same for WEFT_SPAWN_EXEC: runs weft_config.child_program (or this
+ * program) with --weft-child arguments (weft_main). */
+weft_err weft__spawn_exec(weft_runtime *rt, const weft_spawn_opts *o,
+                          weft_aid *aid, pid_t *pid);
 /* Reaps pid, waiting at most wait_ms; true once reaped. */
 bool weft__reap(pid_t pid, unsigned wait_ms);
 

@@ -789,16 +789,22 @@ weft__event_wait(struct weft__event *ev, uint64_t deadline)
 {
 	struct weft__task *t = weft__task_current();
 	if (t) {
-		ev->rt = t->host->rt;
-		ev->actor = weft__actor_aid(t->host->actor);
+		/* The first wait registers the task (with a reference the
+		 * completion's message gives back); a later wait by the same
+		 * task (a caller waiting in slices) finds it registered. */
 		atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 		pthread_mutex_lock(&ev->lock);
-		ev->task = t;
-		bool done = atomic_load_explicit(&ev->done,
-		                                 memory_order_acquire);
+		bool registered = false;
+		if (ev->task == NULL &&
+		    !atomic_load_explicit(&ev->done, memory_order_acquire)) {
+			ev->rt = t->host->rt;
+			ev->actor = weft__actor_aid(t->host->actor);
+			ev->task = t;
+			registered = true;
+		}
 		pthread_mutex_unlock(&ev->lock);
-		if (done)
-			task_rele(t); /* the completer saw no task */
+		if (!registered)
+			task_rele(t); /* done already, or registered before */
 		while (!atomic_load_explicit(&ev->done, memory_order_acquire)) {
 			weft_err rc = weft__task_block(t, ev, deadline, false);
 			if (rc == WEFT_ECANCELED)

@@ -30,6 +30,13 @@ typedef enum weft_spawn_where {
 	 * in-process; the child exits when its actor does, cancels itself
 	 * if this process dies, and is reaped by the nursery. */
 	WEFT_SPAWN_PROCESS,
+	/* A child process that executes a program afresh: this program
+	 * (/proc/self/exe) unless weft_config.child_program names another.
+	 * The program must call weft_expose() for its functions and then
+	 * weft_main() first thing in main() (weft/process.h); the child's
+	 * actor serves the functions of the namespaces of `functions` that
+	 * the child program exposes (their `fn`/`arg` here are not used). */
+	WEFT_SPAWN_EXEC,
 } weft_spawn_where;
 
 typedef struct weft_actor_opts {
@@ -42,7 +49,8 @@ typedef struct weft_actor_opts {
 WEFT_EXTERN weft_err weft_nursery_open(weft_nursery **out);
 
 /* The process id of the child process hosting the actor of a portal that a
- * nursery started with WEFT_SPAWN_PROCESS (while the nursery is open); 0
+ * nursery started with WEFT_SPAWN_PROCESS or _EXEC (while the nursery is
+ * open); 0
  * for an in-process actor. Thread: the nursery's task. */
 WEFT_EXTERN int weft_portal_pid(weft_portal *p);
 

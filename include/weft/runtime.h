@@ -45,11 +45,13 @@ typedef struct weft_config {
 	/* Where nurseries start actors whose options say
 	 * WEFT_SPAWN_DEFAULT (enum weft_spawn_where in weft/nursery.h).
 	 * weft_config_init() reads the environment variable WEFT_SPAWN
-	 * ("process" or "in-process"); in-process if unset. */
+	 * ("process", "exec" or "in-process"); in-process if unset. */
 	int spawn_where;
 	/* After SIGTERM, how long a child process gets before SIGKILL (the
 	 * last steps of the teardown ladder). 0: 1000. */
 	unsigned sigterm_timeout_ms;
+	/* The program WEFT_SPAWN_EXEC children run; NULL: this program. */
+	const char *child_program;
 } weft_config;
 
 /* tractor's Ctrl-C, opt-in: installs a SIGINT handler for this process.

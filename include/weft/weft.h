@@ -12,5 +12,6 @@
 #include "weft/context.h"
 #include "weft/nursery.h"
 #include "weft/net.h"
+#include "weft/process.h"
 
 #endif /* WEFT_WEFT_H */
