@@ -1,5 +1,5 @@
 /* bench/bench.h - what the benchmark programs (B1-B5, B9-B12 of
- * shared/bench-spec.md, and B6, B7, B9-B12 across processes) share: options, the runtime, the completion signal,
+ * shared/bench-spec.md, B6, B7, B9-B12 across processes, and B13) share: options, the runtime, the completion signal,
  * sending, the result line and the clean-up checks.
  *
  * Each benchmark is one function run by weft_bench's main(); it returns the
@@ -128,5 +128,7 @@ int run_net_portal_run(const struct bench_opts *o);
 /* The server of the net benchmarks, by hand: prints "port=P", serves until
  * its stdin ends. */
 int run_serve_net(const struct bench_opts *o);
+/* spawn_process.c: B13, actors in child processes (WEFT_SPAWN_PROCESS). */
+int run_spawn_process(const struct bench_opts *o);
 
 #endif /* WEFT_BENCH_H */

@@ -8,7 +8,8 @@
  * NAME: pingpong, counting, threadring, big, spawn, spawn-tight, ctx-stream,
  * ctx-rtt, ctx-open-cancel, portal-run, ctx-10k; across processes (net.c):
  * tcp-rtt, tcp-stream, net-ctx-stream, net-ctx-rtt, net-ctx-open-cancel,
- * net-portal-run; serve-net (their server, by hand). Prints one line
+ * net-portal-run; serve-net (their server, by hand); B13 spawn-process
+ * (spawn_process.c: actors in child processes). Prints one line
  * "bench=NAME peer=weft cfg=wK n=... secs=... rate=... unit=..." per run
  * (ctx-stream: two runs by default, forward and reverse) and exits 0, or
  * non-zero when a check failed. */
@@ -38,7 +39,7 @@ usage(FILE *f)
 	      "        net-ctx-rtt | net-ctx-open-cancel | net-portal-run |\n"
 	      "        serve-net (their server by hand: prints port=P, "
 	      "serves until\n"
-	      "        stdin ends)\n"
+	      "        stdin ends) | spawn-process (B13: child processes)\n"
 	      "  -w K  worker threads (default 1)\n"
 	      "  -n N  work units: round trips (pingpong, 1000000), "
 	      "messages\n"
@@ -52,9 +53,12 @@ usage(FILE *f)
 	      "        200000), contexts open at once (ctx-10k, 10000);\n"
 	      "        tcp-rtt, net-ctx-rtt, net-portal-run 20000; "
 	      "tcp-stream,\n"
-	      "        net-ctx-stream 1000000; net-ctx-open-cancel 10000\n"
-	      "  -r R  threadring ring size (503)\n"
-	      "  -a A  big: actors (1000)\n"
+	      "        net-ctx-stream 1000000; net-ctx-open-cancel 10000;\n"
+	      "        spawn-process: spawns timed to the first result (50)\n"
+	      "  -r R  threadring ring size (503); spawn-process: tree runs "
+	      "(10)\n"
+	      "  -a A  big: actors (1000); spawn-process: children per "
+	      "tree (10)\n"
 	      "  -m M  big: pongs per actor (1000)\n"
 	      "  -b B  spawn: actors per spawner turn (1000)\n"
 	      "  -d D  ctx-stream, net-ctx-stream, tcp-stream: fwd (caller "
@@ -216,6 +220,8 @@ main(int argc, char **argv)
 		return run_net_portal_run(&o);
 	if (strcmp(name, "serve-net") == 0)
 		return run_serve_net(&o);
+	if (strcmp(name, "spawn-process") == 0)
+		return run_spawn_process(&o);
 	fprintf(stderr, "weft_bench: unknown benchmark %s\n", name);
 	usage(stderr);
 	return 2;
