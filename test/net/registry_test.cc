@@ -56,34 +56,68 @@ std::string EchoVia(weft_portal *p, const char *what) {
   return out;
 }
 
+// The member (a separately started program) is forked in SetUp, before
+// this process opens its runtime (fork from a multithreaded process is
+// not something ThreadSanitizer or libasan support); it waits for Go()
+// before it joins the registry, so that this process is the registrar.
 class Registry : public RuntimeTest {
  protected:
-  // A separately started program: a child process that joins the
-  // registry at port_ and registers its actor `name` (after `delay`).
-  bool StartMember(const char *name, std::chrono::milliseconds delay =
-                                         std::chrono::milliseconds(0)) {
-    PeerOptions o;
-    o.name = name;
-    o.functions.assign(kFns, kFns + 1);
-    uint16_t port = port_;
-    o.ready = [port, delay](weft_runtime *rt, weft_aid server) {
-      bool reg = true;
-      if (weft_registry_open(rt, "127.0.0.1", port, &reg) != WEFT_OK || reg)
-        _exit(20);
-      std::thread([rt, server, delay] {
-        std::this_thread::sleep_for(delay);
-        if (weft_registry_register(rt, server) != WEFT_OK) _exit(21);
-      }).detach();
-    };
-    return member_.Start(o);
+  struct Member {
+    const char *name;  // nullptr: no member; "-": a plain weft process
+    int delay_ms;
+  };
+  virtual Member MemberFor(const std::string &test) {
+    if (test.find("FindCanWait") != std::string::npos) return {"late", 300};
+    if (test.find("Stale") != std::string::npos) return {"doomed", 0};
+    if (test.find("SeparateProgram") != std::string::npos)
+      return {"member", 0};
+    if (test.find("SomethingElse") != std::string::npos) return {"-", 0};
+    return {nullptr, 0};
   }
+
+  void SetUp() override {
+    Member m = MemberFor(
+        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    if (m.name != nullptr) {
+      ASSERT_EQ(0, pipe(go_));
+      PeerOptions o;
+      o.name = std::strcmp(m.name, "-") == 0 ? "server" : m.name;
+      o.functions.assign(kFns, kFns + 1);
+      if (std::strcmp(m.name, "-") != 0) {
+        uint16_t port = port_;
+        int go = go_[0], delay = m.delay_ms;
+        o.ready = [port, go, delay](weft_runtime *rt, weft_aid server) {
+          std::thread([rt, server, port, go, delay] {
+            char b;
+            if (read(go, &b, 1) != 1) _exit(22);
+            bool reg = true;
+            if (weft_registry_open(rt, "127.0.0.1", port, &reg) != WEFT_OK ||
+                reg)
+              _exit(20);
+            std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+            if (weft_registry_register(rt, server) != WEFT_OK) _exit(21);
+          }).detach();
+        };
+      }
+      ASSERT_TRUE(member_.Start(o));
+    }
+    RuntimeTest::SetUp();
+  }
+
+  // Lets the member join the registry (this process opened it first).
+  void Go() { ASSERT_EQ(1, write(go_[1], "g", 1)); }
 
   void TearDown() override {
     RuntimeTest::TearDown();
     member_.Kill();
+    if (go_[0] >= 0) {
+      close(go_[0]);
+      close(go_[1]);
+    }
   }
 
   uint16_t port_ = FreePort();
+  int go_[2] = {-1, -1};
   PeerProcess member_;
 };
 
@@ -91,7 +125,7 @@ TEST_F(Registry, FirstIsRegistrarAndASeparateProgramJoinsAndIsFound) {
   bool is_reg = false;
   ASSERT_EQ(WEFT_OK, weft_registry_open(rt_, "127.0.0.1", port_, &is_reg));
   EXPECT_TRUE(is_reg);
-  ASSERT_TRUE(StartMember("member"));
+  Go();
   EXPECT_EQ(WEFT_OK, RunTask(rt_, "root", [&]() -> weft_err {
               weft_portal *p = nullptr;
               weft_err rc = weft_registry_find(rt_, "member", true, 5000, &p);
@@ -110,7 +144,7 @@ TEST_F(Registry, FirstIsRegistrarAndASeparateProgramJoinsAndIsFound) {
 
 TEST_F(Registry, FindCanWaitForALateRegistration) {
   ASSERT_EQ(WEFT_OK, weft_registry_open(rt_, "127.0.0.1", port_, nullptr));
-  ASSERT_TRUE(StartMember("late", std::chrono::milliseconds(300)));
+  Go();
   EXPECT_EQ(WEFT_OK, RunTask(rt_, "root", [&]() -> weft_err {
               weft_portal *p = nullptr;
               // Not there yet: without waiting, ENOENT.
@@ -131,7 +165,7 @@ TEST_F(Registry, FindCanWaitForALateRegistration) {
 
 TEST_F(Registry, StaleEntryIsDroppedWhenItsProcessDies) {
   ASSERT_EQ(WEFT_OK, weft_registry_open(rt_, "127.0.0.1", port_, nullptr));
-  ASSERT_TRUE(StartMember("doomed"));
+  Go();
   EXPECT_EQ(WEFT_OK, RunTask(rt_, "root", [&]() -> weft_err {
               weft_portal *p = nullptr;
               weft_err rc = weft_registry_find(rt_, "doomed", true, 5000, &p);
@@ -181,9 +215,7 @@ TEST_F(Registry, AnActorIsUnregisteredWhenItExits) {
 }
 
 TEST_F(Registry, SomethingElseAtTheAddressIsRefused) {
-  PeerOptions o;
-  o.functions.assign(kFns, kFns + 1);
-  ASSERT_TRUE(member_.Start(o));  // a weft process, not a registrar
+  // member_ is a plain weft process, not a registrar.
   EXPECT_EQ(WEFT_EPROTO,
             weft_registry_open(rt_, "127.0.0.1", member_.port(), nullptr));
 }
