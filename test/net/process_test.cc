@@ -90,6 +90,9 @@ weft_err Stuck(weft_ctx *ctx, const weft_payload *, void *) {
 
 // A child that spawns its own process child and serves through it.
 weft_err SpawnGrandchild(weft_ctx *ctx, const weft_payload *, void *);
+// A child that runs p:fail in a grandchild process: the error it ends
+// with is the grandchild's, relayed.
+weft_err RelayFromGrandchild(weft_ctx *ctx, const weft_payload *, void *);
 
 std::vector<weft_function> Functions(Shared *sh) {
   return {{"p:echo", Echo, nullptr},
@@ -97,7 +100,20 @@ std::vector<weft_function> Functions(Shared *sh) {
           {"p:fail", Fail, nullptr},
           {"p:sleep", SleepForever, sh},
           {"p:stuck", Stuck, nullptr},
-          {"p:grandchild", SpawnGrandchild, sh}};
+          {"p:grandchild", SpawnGrandchild, sh},
+          {"p:relay", RelayFromGrandchild, sh}};
+}
+
+weft_err RelayFromGrandchild(weft_ctx *, const weft_payload *, void *arg) {
+  auto fns = Functions(static_cast<Shared *>(arg));
+  weft_nursery *n = nullptr;
+  TRY(weft_nursery_open(&n));
+  weft_actor_opts o{"grandchild", fns.data(), fns.size(), WEFT_SPAWN_PROCESS};
+  weft_portal *p = nullptr;
+  weft_err rc = weft_nursery_run_in_actor(n, &o, "p:fail", nullptr, 0, &p);
+  rc = weft_nursery_exit(n, rc);
+  if (p) weft_portal_free(p);
+  return rc;  // the grandchild's error, which this function relays
 }
 
 weft_err SpawnGrandchild(weft_ctx *ctx, const weft_payload *, void *arg) {
@@ -320,6 +336,36 @@ TEST_F(Process, NestedTreeIsTornDownWhole) {
             }));
   EXPECT_TRUE(ProcessGone(cpid));
   EXPECT_TRUE(WaitGone(gpid, std::chrono::seconds(2)));
+}
+
+TEST_F(Process, ErrorsKeepTheirSourceAndRelayPathAcrossTwoProcessHops) {
+  weft_error *err = nullptr;
+  weft_err rc = RunTask(
+      rt_, "root",
+      [&]() -> weft_err {
+        weft_nursery *n = nullptr;
+        TRY(weft_nursery_open(&n));
+        weft_actor_opts o = Opts("middle");
+        weft_portal *p = nullptr;
+        weft_err r = weft_nursery_run_in_actor(n, &o, "p:relay", nullptr, 0,
+                                               &p);
+        r = weft_nursery_exit(n, r);
+        if (p) weft_portal_free(p);
+        return r;
+      },
+      &err);
+  EXPECT_EQ(WEFT_EREMOTE, rc);
+  ASSERT_NE(nullptr, err);
+  EXPECT_EQ(WEFT_ERRKIND_REMOTE, weft_error_kind(err)) << Describe(err);
+  EXPECT_STREQ("ValueError", weft_error_src_type(err));
+  const weft_uid *src = weft_error_src_uid(err);
+  EXPECT_TRUE(src && std::strcmp(src->name, "grandchild") == 0)
+      << Describe(err);
+  // The source first, then each actor that relayed it.
+  ASSERT_GE(weft_error_relay_len(err), 2u) << Describe(err);
+  EXPECT_STREQ("grandchild", weft_error_relay_at(err, 0)->name);
+  EXPECT_STREQ("middle", weft_error_relay_at(err, 1)->name);
+  weft_error_release(err);
 }
 
 // ---- a parent that dies, and SIGINT: each in a separate process P --------
