@@ -328,6 +328,16 @@ expect_rele(struct weft__expect *x)
 		free(x);
 }
 
+/* An event that was made but never waited for or completed. */
+static void
+event_discard(struct weft__event *ev)
+{
+	if (ev) {
+		weft__event_rele(ev); /* the completer's */
+		weft__event_rele(ev); /* the waiter's */
+	}
+}
+
 static void
 wake_loop(struct weft__net *n)
 {
@@ -2498,10 +2508,7 @@ weft_net_listen(weft_runtime *rt, const char *host, uint16_t port,
 		free(k);
 		free(res);
 		free(b);
-		if (ev) {
-			weft__event_rele(ev);
-			weft__event_rele(ev);
-		}
+		event_discard(ev);
 		return WEFT_ENOMEM;
 	}
 	k->kind = CMD_LISTEN;
@@ -2545,10 +2552,7 @@ weft_net_connect(weft_runtime *rt, const char *host, uint16_t port,
 	if (!r || !k || !ev) {
 		free(r);
 		free(k);
-		if (ev) {
-			weft__event_rele(ev);
-			weft__event_rele(ev);
-		}
+		event_discard(ev);
 		return WEFT_ENOMEM;
 	}
 	atomic_init(&r->refs, 2);
@@ -2733,10 +2737,7 @@ weft__net_expect_child(weft_runtime *rt, const weft_uid *uid)
 	if (!x || !k || !ev) {
 		free(x);
 		free(k);
-		if (ev) {
-			weft__event_rele(ev);
-			weft__event_rele(ev);
-		}
+		event_discard(ev);
 		return NULL;
 	}
 	atomic_init(&x->refs, 2);
@@ -3262,10 +3263,7 @@ reg_request(weft_runtime *rt, struct reg_req *r, uint64_t deadline)
 	struct cmd *k = calloc(1, sizeof(*k));
 	if (r->ev == NULL || k == NULL) {
 		free(k);
-		if (r->ev) {
-			weft__event_rele(r->ev);
-			weft__event_rele(r->ev);
-		}
+		event_discard(r->ev);
 		r->ev = NULL;
 		reg_req_rele(r); /* the I/O thread's, unused */
 		return WEFT_ENOMEM;
