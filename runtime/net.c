@@ -80,6 +80,11 @@ struct proxy {
 	uint64_t last_in;  /* I/O thread's cache */
 	struct chunk *cur; /* frames encoded in this turn */
 	struct proxy *next; /* in the connection's list (I/O thread) */
+	weft_runtime *rt;
+	/* Its connection ended (under lock): why, for the PEER_GONE its exit
+	 * sends. */
+	bool gone;
+	char gone_why[160];
 };
 
 struct weft__conn {
@@ -949,12 +954,40 @@ proxy_turn(struct weft__actor *a, weft_msg *m)
 	weft__msg_dispose(m);
 }
 
+/* The proxy's last act (on a worker, after it closed): if its
+ * connection ended, every local actor that talked through it gets
+ * PEER_GONE, after everything the I/O thread delivered before the end
+ * (that happened before the kill that led here). */
 static void
 proxy_exit(weft_aid self, void *state, weft_exit_reason why)
 {
-	(void)self;
 	(void)why;
-	proxy_rele(state);
+	struct proxy *p = state;
+	struct weft__conn *c = p->conn;
+	pthread_mutex_lock(&p->lock);
+	if (p->gone && p->nlocals) {
+		char uid[WEFT_NAME_MAX + 16];
+		weft_uid_format(&p->uid, uid, sizeof(uid));
+		weft_error *e = weft_error_new(
+			WEFT_ERRKIND_TRANSPORT_CLOSED, NULL, &p->uid,
+			"the connection to peer %s (%s:%u) closed: %s", uid,
+			c->host, (unsigned)c->port, p->gone_why);
+		for (size_t i = 0; e && i < p->nlocals; i++) {
+			weft_error *held = weft_error_hold(e);
+			weft_msg *m = weft_msg_new(WEFT__MSG_PEER_GONE,
+			                           sizeof(held));
+			if (m == NULL) {
+				weft_error_release(held);
+				continue;
+			}
+			m->from = self;
+			memcpy(weft_msg_data(m), &held, sizeof(held));
+			weft__send_sys(p->rt, (weft_aid){p->locals[i]}, m);
+		}
+		weft_error_release(e);
+	}
+	pthread_mutex_unlock(&p->lock);
+	proxy_rele(p);
 }
 
 /* I/O thread: the proxy for the peer's actor `id`, made on first use. */
@@ -972,6 +1005,7 @@ proxy_get(struct weft__conn *c, uint64_t id, const weft_v1_ActorUid *hint)
 	if (p == NULL)
 		return NULL;
 	p->conn = c;
+	p->rt = c->net->rt;
 	p->remote_id = id;
 	if (id == 0)
 		p->uid = c->peer_uid;
@@ -1086,30 +1120,16 @@ conn_end(struct weft__conn *c, const char *why, bool flush_first)
 	if (on_end)
 		on_end(c->on_end_arg);
 
+	/* Each proxy exits; its exit tells the local actors that used it
+	 * (proxy_exit), so that whoever learns of the end (a nursery
+	 * waiting for a child process) finds the proxy already closed. */
 	struct proxy *p;
 	while ((p = c->proxies) != NULL) {
 		c->proxies = p->next;
-		char uid[WEFT_NAME_MAX + 16];
-		weft_uid_format(&p->uid, uid, sizeof(uid));
-		weft_error *e = weft_error_new(
-			WEFT_ERRKIND_TRANSPORT_CLOSED, NULL, &p->uid,
-			"the connection to peer %s (%s:%u) closed: %s", uid,
-			c->host, (unsigned)c->port, why);
 		pthread_mutex_lock(&p->lock);
-		for (size_t i = 0; e && i < p->nlocals; i++) {
-			weft_error *held = weft_error_hold(e);
-			weft_msg *m = weft_msg_new(WEFT__MSG_PEER_GONE,
-			                           sizeof(held));
-			if (m == NULL) {
-				weft_error_release(held);
-				continue;
-			}
-			m->from = p->aid;
-			memcpy(weft_msg_data(m), &held, sizeof(held));
-			weft__send_sys(n->rt, (weft_aid){p->locals[i]}, m);
-		}
+		p->gone = true;
+		snprintf(p->gone_why, sizeof(p->gone_why), "%s", why);
 		pthread_mutex_unlock(&p->lock);
-		weft_error_release(e);
 		weft__actor_kill(n->rt, p->aid);
 		proxy_rele(p); /* the map's */
 	}
