@@ -13,12 +13,16 @@
 //   - the child's global `state` and its other observations live in a
 //     ChildState that the child's functions write; the root reads a copy
 //     with a portal run of `test:assert_state` (tractor's assert_state), or
-//     reads it directly once the child actor has exited.
+//     reads it directly once the child actor has exited. The ChildState is
+//     in shared memory (weft/testing/shared.h), so that the root reads what
+//     the child wrote also when the child runs in a forked process
+//     (WEFT_SPAWN=process): every test here runs both ways.
 //
 // Every child is a daemon started in the root's actor nursery, as in
 // tractor's tests, so that an error escaping the root's body passes through
 // the nursery exit (bare when it is the only one, §9.7).
 #include <weft/testing/gtest.h>
+#include <weft/testing/shared.h>
 #include <weft/weft.h>
 
 #include <chrono>
@@ -38,6 +42,7 @@ using weft::testing::IsBoxedError;
 using weft::testing::IsContextCancelled;
 using weft::testing::RunTask;
 using weft::testing::RuntimeTest;
+using weft::testing::SharedNew;
 
 constexpr uint64_t kMs = 1000ull * 1000ull;
 // "sleep forever": every such sleep in these scenarios ends by a cancel long
@@ -193,7 +198,8 @@ weft_err FailAfter(double seconds, const std::function<weft_err()> &body) {
 
 // Everything a child function observes. Written only by the child actor's
 // tasks; the root reads a copy (assert_state) or reads it after the child
-// actor has exited.
+// actor has exited. Plain data only: it lives in the shared arena (the ctx
+// pointer is the child's own, never dereferenced by the root).
 struct ChildState {
   int state = 0;  // tractor's module-global `state`
   int calls = 0;
@@ -632,9 +638,29 @@ class ScenariosA : public RuntimeTest {
         err);
   }
 
+  void SetUp() override {
+    // WEFT_SPAWN=process: a descendant whose parent died stays ours, so
+    // that TearDown finds it.
+    if (weft::testing::SpawnsProcesses()) weft::testing::AdoptOrphans();
+    RuntimeTest::SetUp();
+  }
+
+  void TearDown() override {
+    RuntimeTest::TearDown();
+    if (weft::testing::SpawnsProcesses()) {
+      // No child process outlives its nursery, hence the test.
+      EXPECT_EQ(0, weft::testing::LiveDescendants())
+          << "child processes left behind";
+      weft::testing::ReapExitedChildren();  // adopted orphans
+    }
+    weft::testing::SharedReset();  // every child process is gone
+  }
+
   weft_uid root_{};
   weft_uid child_{};
-  ChildState cs_;
+  // In shared memory: the child's functions write it, in this process or
+  // in a forked one, and the root reads it.
+  ChildState &cs_ = *SharedNew<ChildState>();
   std::vector<weft_function> fns_ = Functions(&cs_);
 };
 

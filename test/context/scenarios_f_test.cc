@@ -8,6 +8,15 @@
  *   - S104/S105 and S107 raise KeyboardInterrupt (or TooSlowError) from the
  *     root task's body, not through a signal: weft_fail_kind(INTERRUPT).
  *
+ * The same binary runs with WEFT_SPAWN=process (CTest:
+ * context_f_test_process), every nursery then starting its actors in child
+ * processes: what a child's function records for the test, or reads from
+ * it, is made in shared memory (SharedNew, weft/testing/shared.h), and
+ * Settle() synchronises by a round trip to the peer, which holds across
+ * processes. In-process only, skipped that way: S104/S105 (each consumer
+ * reaches the publisher by an aid passed in its arguments; an aid names an
+ * actor of one process).
+ *
  * Adaptations, and what the API cannot express:
  *   - S093 (`@stream` on a function without a ctx parameter is a
  *     TypeError) is a Python type check (semantics.md §W.1, not ported): the
@@ -40,6 +49,7 @@
  *   - S104/S105 use 2 static consumers (tractor: cpu_count - 2, which is 0 on
  *     a 2-core box) plus the dynamic one. */
 #include <weft/testing/gtest.h>
+#include <weft/testing/shared.h>
 #include <weft/weft.h>
 
 #include <algorithm>
@@ -68,6 +78,10 @@ using weft::testing::IsAbsorbedSelfCancel;
 using weft::testing::IsBoxedError;
 using weft::testing::IsContextCancelled;
 using weft::testing::RunTask;
+using weft::testing::SharedNew;
+using weft::testing::SharedSpinLock;
+using weft::testing::SharedString;
+using weft::testing::SpawnsProcesses;
 using weft::testing::UidName;
 using Clock = std::chrono::steady_clock;
 
@@ -217,11 +231,17 @@ weft_err WaitUntil(const std::function<bool()> &pred, const char *what,
   return WEFT_OK;
 }
 
-/* Task only: after another actor set a flag *after* sending us messages,
- * one timer round trip guarantees those messages were dispatched into our
- * contexts: the timer's message is queued in our mailbox behind them (the
- * mailbox is FIFO). */
-weft_err Settle() { return weft_sleep(200 * kUs); }
+/* Task only: after the actor behind `p` set a flag *after* sending us
+ * messages, one round trip to it guarantees those messages were dispatched
+ * into our contexts: its reply is queued in our mailbox behind them (the
+ * route is FIFO), whether it is an actor of this process or of a child
+ * process. (A timer would do in-process only: across processes the flag,
+ * in shared memory, may be seen before the messages crossed the
+ * connection.) The actor must expose "rule:noop". */
+weft_err Noop(weft_ctx *, const weft_payload *, void *);
+weft_err Settle(weft_portal *p) {
+  return weft_portal_run(p, "rule:noop", nullptr, 0, nullptr);
+}
 
 /* Task only: a nursery holding daemon `name` exposing `fns`; runs
  * body(portal), then (if the body succeeded) cancels the daemon with
@@ -292,11 +312,21 @@ class ScenarioF : public weft::testing::RuntimeTest {
         std::abort();
       }
     });
+    // WEFT_SPAWN=process: a descendant whose parent died stays ours, so
+    // that TearDown finds it.
+    if (SpawnsProcesses()) weft::testing::AdoptOrphans();
     RuntimeTest::SetUp();
   }
 
   void TearDown() override {
     RuntimeTest::TearDown();
+    if (SpawnsProcesses()) {
+      // No child process outlives its nursery, hence the test.
+      EXPECT_EQ(0, weft::testing::LiveDescendants())
+          << "child processes left behind";
+      weft::testing::ReapExitedChildren();  // adopted orphans
+    }
+    weft::testing::SharedReset();  // every child process is gone
     {
       std::lock_guard<std::mutex> g(wd_mu_);
       wd_done_ = true;
@@ -367,19 +397,23 @@ weft_err SendNThenClose(weft_ctx *ctx, const weft_payload *args, void *) {
   return weft_ctx_return(ctx, "bye", 3);
 }
 
-/* What a child observed, for callees that sleep until cancelled. */
+/* What a child observed, for callees that sleep until cancelled. Like every
+ * object a child's function writes and the test reads, it is made in the
+ * shared arena (SharedNew, weft/testing/shared.h), so that the test reads it
+ * also when the child is a forked process (WEFT_SPAWN=process): plain data,
+ * atomics, a lock that works across processes. */
 struct SleeperObs {
   std::atomic<int> rc{-1};
-  std::mutex mu;
-  std::string canceller;
+  SharedSpinLock mu;
+  SharedString<WEFT_NAME_MAX> canceller;
   void Record(weft_ctx *ctx, weft_err r) {
     rc = r;
-    std::lock_guard<std::mutex> g(mu);
-    canceller = CancellerName(ctx);
+    std::lock_guard<SharedSpinLock> g(mu);
+    canceller.Set(CancellerName(ctx));
   }
   std::string Canceller() {
-    std::lock_guard<std::mutex> g(mu);
-    return canceller;
+    std::lock_guard<SharedSpinLock> g(mu);
+    return canceller.Get();
   }
 };
 
@@ -469,7 +503,7 @@ class F1SimpleRpc : public ScenarioF,
  * the four ids onto tractor's 2x2 grid follows its parametrize order.) */
 TEST_P(F1SimpleRpc, PingPongTenTimes) {
   const RpcParam prm = GetParam();
-  RpcChild child;
+  RpcChild &child = *SharedNew<RpcChild>();
   std::vector<weft_function> fns = {
       {"rpc:simple_rpc", SimpleRpc, &child},
       {"rpc:simple_rpc_with_forloop", SimpleRpcWithForloop, &child}};
@@ -622,7 +656,7 @@ class F2StreamFromSingleSubactor
 /* S094-S095 test_stream_from_single_subactor[async_gen_stream |
  * context_stream]. */
 TEST_P(F2StreamFromSingleSubactor, ReceivesSequenceThenClose) {
-  GenChild child;
+  GenChild &child = *SharedNew<GenChild>();
   child.async_gen = GetParam().async_gen;
   std::vector<weft_function> fns = {
       {"legacy:stream", StreamSequenceThenSleep, &child}};
@@ -673,14 +707,15 @@ INSTANTIATE_TEST_SUITE_P(
 
 /* ---- S096-S102: the quadruple example ---- */
 
+/* The aggregator's observations (in the shared arena). */
 struct QuadChild {
   int32_t n = 1000;
-  std::vector<weft_function> streamer_fns;
+  weft_function streamer_fns[1] = {};
   std::atomic<int> agg_rc{-1};
   std::atomic<int> push_finished{0};
   std::atomic<int> push_rc[2] = {{-1}, {-1}};
-  std::mutex mu;
-  std::string agg_canceller;
+  SharedSpinLock mu;
+  SharedString<WEFT_NAME_MAX> agg_canceller;
 };
 
 /* stream_data(seed): yields 0..seed-1, pacing as tractor does (100 us). */
@@ -766,8 +801,8 @@ weft_err Aggregate(weft_ctx *ctx, const weft_payload *, void *arg) {
   int spawned = 0;
   for (int i = 0; i < 2 && body == WEFT_OK; i++) {
     std::string name = "streamer_" + std::to_string(i + 1);
-    weft_actor_opts o{name.c_str(), st->streamer_fns.data(),
-                      st->streamer_fns.size(), WEFT_SPAWN_DEFAULT};
+    weft_actor_opts o{name.c_str(), st->streamer_fns,
+                      std::size(st->streamer_fns), WEFT_SPAWN_DEFAULT};
     weft_portal *p;
     body = weft_nursery_start_actor(n, &o, &p);
     if (body == WEFT_OK)
@@ -783,8 +818,8 @@ weft_err Aggregate(weft_ctx *ctx, const weft_payload *, void *arg) {
   st->push_rc[0] = sh->rc[0];
   st->push_rc[1] = sh->rc[1];
   {
-    std::lock_guard<std::mutex> g(st->mu);
-    st->agg_canceller = CancellerName(ctx);
+    std::lock_guard<SharedSpinLock> g(st->mu);
+    st->agg_canceller.Set(CancellerName(ctx));
   }
   rc = body != WEFT_OK ? body : nrc;
   st->agg_rc = rc;
@@ -792,13 +827,13 @@ weft_err Aggregate(weft_ctx *ctx, const weft_payload *, void *arg) {
 }
 
 void SetUpQuad(QuadChild *child, std::vector<weft_function> *agg_fns) {
-  child->streamer_fns = {{"quad:stream_data", StreamData, nullptr}};
+  child->streamer_fns[0] = {"quad:stream_data", StreamData, nullptr};
   *agg_fns = {{"quad:aggregate", Aggregate, child}};
 }
 
 /* S096 test_a_quadruple_example. */
 TEST_F(ScenarioF, S096_AQuadrupleExample) {
-  QuadChild child;
+  QuadChild &child = *SharedNew<QuadChild>();
   std::vector<weft_function> agg_fns;
   SetUpQuad(&child, &agg_fns);
   std::vector<int32_t> got;
@@ -903,7 +938,7 @@ class F2NotFastEnoughQuad
  * total_time - cancel_delay); the result is None and every subactor tears
  * down gracefully. */
 TEST_P(F2NotFastEnoughQuad, CancelledMidway) {
-  QuadChild child;
+  QuadChild &child = *SharedNew<QuadChild>();
   std::vector<weft_function> agg_fns;
   SetUpQuad(&child, &agg_fns);
   QuadRun q;
@@ -936,8 +971,8 @@ TEST_P(F2NotFastEnoughQuad, CancelledMidway) {
   EXPECT_TRUE(q.ctxc_from_root);
   EXPECT_RC(WEFT_ECANCELED, child.agg_rc.load());
   {
-    std::lock_guard<std::mutex> g(child.mu);
-    EXPECT_EQ("root", child.agg_canceller);
+    std::lock_guard<SharedSpinLock> g(child.mu);
+    EXPECT_EQ("root", child.agg_canceller.Get());
   }
   /* tractor's aggregator waits for its push tasks (its trio nursery)
    * before its actor nursery cancels the streamers. A cancelled weft task
@@ -1007,7 +1042,7 @@ weft_err Consume(void *arg) {
  * in its receive after every even value, and a new one is started on the
  * same stream; all 11 values arrive exactly once. */
 TEST_F(ScenarioF, S103_RespawnConsumerTask) {
-  GatedChild gate;
+  GatedChild &gate = *SharedNew<GatedChild>();
   std::vector<weft_function> fns = {
       {"legacy:stream_data", GatedStreamData, &gate}};
   std::vector<int32_t> received;
@@ -1212,6 +1247,9 @@ class F3DynamicPubSub : public ScenarioF,
  * error is raised once every consumer has received values (instead of
  * after 3 s). */
 TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
+  if (SpawnsProcesses())
+    GTEST_SKIP() << "in-process only: each consumer reaches the publisher by "
+                    "an aid passed in its arguments (aids are per process)";
   const PubSubParam prm = GetParam();
   PubSub ps;
   std::vector<weft_function> pub_fns = {{"pub:publisher", Publisher, &ps},
@@ -1377,7 +1415,7 @@ weft_err DualTasks(weft_ctx *ctx, const weft_payload *, void *arg) {
 /* S106 test_reqresp_ontopof_streaming: the run ends (move_on_after) once 5
  * pongs and 5 yos were received. */
 TEST_F(ScenarioF, S106_ReqrespOntopofStreaming) {
-  DualChild child;
+  DualChild &child = *SharedNew<DualChild>();
   std::vector<weft_function> fns = {{"dual:reqresp", DualTasks, &child}};
   int pongs = 0, yos = 0;
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
@@ -1424,7 +1462,7 @@ TEST_F(ScenarioF, S106_ReqrespOntopofStreaming) {
 /* S107 test_sigint_both_stream_types: a ctx stream and a legacy stream side
  * by side; the root raises KeyboardInterrupt in its body. */
 TEST_F(ScenarioF, S107_KeyboardInterruptWithBothStreamTypes) {
-  GenChild gen;
+  GenChild &gen = *SharedNew<GenChild>();
   gen.async_gen = true;
   std::vector<weft_function> fns = {
       {"2way:async_gen_stream", StreamSequenceThenSleep, &gen},
@@ -1581,7 +1619,7 @@ weft_err PullAndCount(void *arg) {
 /* S108 test_local_task_fanout_from_stream: 22 local subscribers each get
  * every value until the child closes its stream on the 'done' sentinel. */
 TEST_F(ScenarioF, S108_LocalTaskFanoutFromStream) {
-  InfChild child;
+  InfChild &child = *SharedNew<InfChild>();
   std::vector<weft_function> fns = {{"inf:streamer", InfStreamer, &child}};
   constexpr int kTasks = 22;
   std::vector<Puller> pullers(kTasks);
@@ -2267,20 +2305,21 @@ TEST_F(ScenarioF, S116_NoRaiseOnLag) {
  * Stream rules of semantics.md §2.5 / §8 not covered by a scenario.
  * ===================================================================== */
 
+/* A child's observations (in the shared arena); `flag` goes either way. */
 struct ChildObs {
   std::atomic<int> rc{-1};
   std::atomic<int> rc2{-1};
   std::atomic<int> kind{-1};
   std::atomic<bool> flag{false};
-  std::mutex mu;
-  std::string msg;
+  SharedSpinLock mu;
+  SharedString<256> msg;
   void SetMsg(const weft_error *e) {
-    std::lock_guard<std::mutex> g(mu);
-    msg = e ? weft_error_message(e) : "";
+    std::lock_guard<SharedSpinLock> g(mu);
+    msg.Set(e ? weft_error_message(e) : "");
   }
   std::string Msg() {
-    std::lock_guard<std::mutex> g(mu);
-    return msg;
+    std::lock_guard<SharedSpinLock> g(mu);
+    return msg.Get();
   }
 };
 
@@ -2299,7 +2338,7 @@ weft_err OpenStreamBeforeStarted(weft_ctx *ctx, const weft_payload *,
 }
 
 TEST_F(ScenarioF, Rule8_CalleeOpensStreamBeforeStartedIsRuntimeError) {
-  ChildObs obs;
+  ChildObs &obs = *SharedNew<ChildObs>();
   std::vector<weft_function> fns = {
       {"rule:open_early", OpenStreamBeforeStarted, &obs}};
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
@@ -2339,7 +2378,7 @@ weft_err ReturnYo(weft_ctx *ctx, const weft_payload *, void *) {
  * even our own acknowledged cancel (then absorbed at the exit); with none
  * recorded, RuntimeError("Stream opened after Context.cancel() called"). */
 TEST_F(ScenarioF, Rule8_OpenStreamAfterCancelRaisesAckElseRuntimeError) {
-  SleeperObs sleeper;
+  SleeperObs &sleeper = *SharedNew<SleeperObs>();
   std::vector<weft_function> fns = {{"rule:sleep", SleepForever, &sleeper},
                                     {"rule:return_yo", ReturnYo, nullptr}};
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
@@ -2408,7 +2447,7 @@ weft_err ReopenStream(weft_ctx *ctx, const weft_payload *, void *arg) {
  * ClosedResourceError (WEFT_ECLOSED), whether the first is still open or
  * closed. */
 TEST_F(ScenarioF, Rule25_StreamIsOneShot) {
-  ChildObs obs;
+  ChildObs &obs = *SharedNew<ChildObs>();
   std::vector<weft_function> fns = {{"rule:reopen", ReopenStream, &obs}};
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
     return WithDaemon("child", fns, [&](weft_portal *p) -> weft_err {
@@ -2611,8 +2650,9 @@ weft_err FloodThenWait(weft_ctx *ctx, const weft_payload *args, void *arg) {
 /* §8: the peer may send before this side opens its stream; the items wait
  * in the context's queue, in order. */
 TEST_F(ScenarioF, Rule8_PeerMaySendBeforeStreamIsOpened) {
-  ChildObs obs;
-  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs}};
+  ChildObs &obs = *SharedNew<ChildObs>();
+  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs},
+                                    {"rule:noop", Noop, nullptr}};
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
     return WithDaemon("child", fns, [&](weft_portal *p) -> weft_err {
       int32_t n = 10;
@@ -2621,7 +2661,7 @@ TEST_F(ScenarioF, Rule8_PeerMaySendBeforeStreamIsOpened) {
                                            nullptr, &ctx, nullptr));
       weft_err body = WaitUntil([&] { return obs.flag.load(); },
                                 "the child to send");
-      if (body == WEFT_OK) body = Settle(); /* they are in our queue */
+      if (body == WEFT_OK) body = Settle(p); /* they are in our queue */
       weft_stream *s;
       if (body == WEFT_OK) body = weft_ctx_open_stream(ctx, nullptr, &s);
       std::vector<int32_t> got;
@@ -2656,8 +2696,9 @@ class Rule8StreamOptsOverrideContextOpts
  * context's (default: no overruns, 64): a burst of 200 items sent while we
  * do not read is kept whole and no StreamOverrun reaches the sender. */
 TEST_P(Rule8StreamOptsOverrideContextOpts, BurstIsKept) {
-  ChildObs obs;
-  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs}};
+  ChildObs &obs = *SharedNew<ChildObs>();
+  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs},
+                                    {"rule:noop", Noop, nullptr}};
   const weft_stream_opts so = GetParam().opts;
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
     return WithDaemon("child", fns, [&](weft_portal *p) -> weft_err {
@@ -2671,7 +2712,7 @@ TEST_P(Rule8StreamOptsOverrideContextOpts, BurstIsKept) {
       if (body == WEFT_OK) body = SendStr(s, "go");
       if (body == WEFT_OK)
         body = WaitUntil([&] { return obs.flag.load(); }, "the burst");
-      if (body == WEFT_OK) body = Settle(); /* all of it reached our queue */
+      if (body == WEFT_OK) body = Settle(p); /* all of it reached our queue */
       std::vector<int32_t> got;
       while (body == WEFT_OK && got.size() < 200) {
         int32_t v;
@@ -2760,7 +2801,7 @@ weft_err SendAroundParentStop(weft_ctx *ctx, const weft_payload *, void *arg) {
  * the final drain drops them, and since our stream is closed it stops at
  * the first one without waiting for the result. */
 TEST_F(ScenarioF, Rule8_YieldsAfterOwnStopAreDroppedByTheDrain) {
-  ChildObs obs;
+  ChildObs &obs = *SharedNew<ChildObs>();
   std::vector<weft_function> fns = {
       {"rule:around", SendAroundParentStop, &obs}};
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
@@ -3028,7 +3069,7 @@ weft_err CancelSelfWithItemsQueued(void *arg) {
   weft_err body = weft_ctx_open_stream(ctx, nullptr, &s);
   if (body == WEFT_OK)
     body = WaitUntil([&] { return r->obs->flag.load(); }, "the child's items");
-  if (body == WEFT_OK) body = Settle(); /* five items are queued */
+  if (body == WEFT_OK) body = Settle(r->p); /* five items are queued */
   if (body == WEFT_OK) {
     weft_task_cancel(r->self);
     r->recv_rc = RecvInt(s, &r->leaked);
@@ -3045,8 +3086,9 @@ weft_err CancelSelfWithItemsQueued(void *arg) {
  * cancelled, its stream calls return WEFT_ECANCELED, even a receive that
  * would find items already queued. */
 TEST_F(ScenarioF, RuleW1_CancelledTaskStreamCallsReturnCancelledWithItemsQueued) {
-  ChildObs obs;
-  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs}};
+  ChildObs &obs = *SharedNew<ChildObs>();
+  std::vector<weft_function> fns = {{"rule:flood", FloodThenWait, &obs},
+                                    {"rule:noop", Noop, nullptr}};
   SelfCancelRun run;
   run.obs = &obs;
   weft_err rc = RunTask(rt_, "root", [&]() -> weft_err {
