@@ -3571,3 +3571,70 @@ weft_registry_list(weft_runtime *rt, weft_uid *uids, size_t cap, size_t *count)
 	reg_req_rele(r);
 	return rc;
 }
+
+/* ------------------------------------------------------------ references */
+
+weft_err
+weft_actor_ref_of(weft_runtime *rt, weft_aid aid, weft_actor_ref *out)
+{
+	memset(out, 0, sizeof(*out));
+	struct weft__actor *a;
+	if (aid.id == 0 || weft__actor_hold(rt, aid, &a) != WEFT_OK)
+		return WEFT_ECLOSED;
+	out->uid = a->uid;
+	if (a->proxy_fn) {
+		/* A remote actor: its own process's address. */
+		struct proxy *p = a->proxy;
+		struct weft__conn *c = p->conn;
+		out->actor_id = p->remote_id;
+		out->pid = -1;
+		if (c->npeer_addrs) {
+			snprintf(out->host, sizeof(out->host), "%.63s",
+			         c->peer_addrs[0].host);
+			out->port = c->peer_addrs[0].port;
+		} else if (c->dialer) {
+			snprintf(out->host, sizeof(out->host), "%.63s", c->host);
+			out->port = c->port;
+		}
+		weft__actor_rele(a);
+		return out->port ? WEFT_OK : WEFT_ECLOSED;
+	}
+	weft__actor_rele(a);
+	struct weft__net *n = net_get(rt, true);
+	if (n == NULL)
+		return WEFT_ECLOSED;
+	pthread_mutex_lock(&n->lock);
+	bool listening = n->nlisten > 0;
+	pthread_mutex_unlock(&n->lock);
+	if (!listening && weft_net_listen(rt, "127.0.0.1", 0, NULL) != WEFT_OK)
+		return WEFT_ECLOSED;
+	pthread_mutex_lock(&n->lock);
+	snprintf(out->host, sizeof(out->host), "%.63s", n->listen_addrs[0].host);
+	out->port = n->listen_addrs[0].port;
+	pthread_mutex_unlock(&n->lock);
+	out->actor_id = wire_id_of(n, aid);
+	out->pid = (int32_t)getpid();
+	out->runtime = (uint64_t)(uintptr_t)rt;
+	return WEFT_OK;
+}
+
+weft_err
+weft_portal_open_ref(weft_runtime *rt, const weft_actor_ref *ref,
+                     weft_portal **out)
+{
+	*out = NULL;
+	if (ref->pid == (int32_t)getpid() &&
+	    ref->runtime == (uint64_t)(uintptr_t)rt) {
+		struct weft__net *n = net_get(rt, false);
+		weft_aid aid = {ref->actor_id ? ref->actor_id
+		                : n ? atomic_load(&n->primary) : 0};
+		weft_uid u;
+		if (aid.id == 0 || weft_actor_uid(rt, aid, &u) != WEFT_OK ||
+		    memcmp(u.uuid, ref->uid.uuid, 16) != 0)
+			return WEFT_ECLOSED;
+		return weft_portal_open(rt, aid, out);
+	}
+	if (ref->port == 0 || ref->host[0] == 0)
+		return WEFT_EINVAL;
+	return weft_net_connect(rt, ref->host, ref->port, ref->actor_id, out);
+}

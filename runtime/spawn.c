@@ -114,8 +114,12 @@ run_child(struct child_spec *sp)
 		rc = 71;
 		goto out;
 	}
-	if (weft_net_connect(rt, "127.0.0.1", sp->parent_port, 0, &parent) !=
-	    WEFT_OK) {
+	/* Listen before dialing: the hello then carries the address, so a
+	 * reference to this child's actor (weft_actor_ref_of) works from any
+	 * process of the tree. */
+	if (weft_net_listen(rt, "127.0.0.1", 0, NULL) != WEFT_OK ||
+	    weft_net_connect(rt, "127.0.0.1", sp->parent_port, 0, &parent) !=
+	            WEFT_OK) {
 		rc = 72;
 		goto out;
 	}

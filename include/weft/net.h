@@ -95,6 +95,33 @@ typedef struct weft_net_stats {
 
 WEFT_EXTERN void weft_net_stats_get(weft_runtime *rt, weft_net_stats *out);
 
+/* ---- actor references that travel between processes ----
+ *
+ * A weft_aid means something only in its own process. A weft_actor_ref
+ * names an actor from anywhere: its uid, the process's pid and listen
+ * address, and its wire actor id. Send one in a payload (it is plain
+ * bytes) and open a portal on it in any process of the tree. */
+typedef struct weft_actor_ref {
+	weft_uid uid;
+	uint64_t actor_id;  /* in its process (0: the primary) */
+	int32_t pid;        /* its process */
+	uint16_t port;      /* where its process listens (127.0.0.1 or host) */
+	char host[64];
+	uint64_t runtime;   /* distinguishes runtimes within one process */
+} weft_actor_ref;
+
+/* A reference to `aid`, local or a proxy of a remote actor. For a local
+ * actor this process listens on 127.0.0.1 first if it listens nowhere.
+ * WEFT_ECLOSED if the actor has gone. */
+WEFT_EXTERN weft_err weft_actor_ref_of(weft_runtime *rt, weft_aid aid,
+                                       weft_actor_ref *out);
+/* A portal (the caller's) on the referenced actor: local when it lives in
+ * this runtime, else through a connection to its process. WEFT_ECLOSED if
+ * it has gone (a local actor with another uid is gone too). */
+WEFT_EXTERN weft_err weft_portal_open_ref(weft_runtime *rt,
+                                          const weft_actor_ref *ref,
+                                          weft_portal **out);
+
 /* ---- the registry: finding actors by name (docs/protocol.md §7.5) ----
  *
  * One process of a tree is the registrar; the others send it their

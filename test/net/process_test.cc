@@ -94,6 +94,23 @@ weft_err SpawnGrandchild(weft_ctx *ctx, const weft_payload *, void *);
 // with is the grandchild's, relayed.
 weft_err RelayFromGrandchild(weft_ctx *ctx, const weft_payload *, void *);
 
+// args: a weft_actor_ref; runs p:pid on that actor (wherever it lives)
+// and returns the pid it answered.
+weft_err PidVia(weft_ctx *ctx, const weft_payload *args, void *) {
+  weft_actor_ref ref;
+  if (args->len != sizeof(ref)) return weft_fail("ValueError", "bad ref");
+  std::memcpy(&ref, args->data, sizeof(ref));
+  weft_portal *p = nullptr;
+  weft_err rc = weft_portal_open_ref(weft_current_runtime(), &ref, &p);
+  if (rc != WEFT_OK) return rc;
+  weft_payload r{};
+  rc = weft_portal_run(p, "p:pid", nullptr, 0, &r);
+  weft_portal_free(p);
+  if (rc == WEFT_OK) rc = weft_ctx_return(ctx, r.data, r.len);
+  weft_payload_free(&r);
+  return rc;
+}
+
 std::vector<weft_function> Functions(Shared *sh) {
   return {{"p:echo", Echo, nullptr},
           {"p:pid", Pid, nullptr},
@@ -101,7 +118,8 @@ std::vector<weft_function> Functions(Shared *sh) {
           {"p:sleep", SleepForever, sh},
           {"p:stuck", Stuck, nullptr},
           {"p:grandchild", SpawnGrandchild, sh},
-          {"p:relay", RelayFromGrandchild, sh}};
+          {"p:relay", RelayFromGrandchild, sh},
+          {"p:pid_via", PidVia, nullptr}};
 }
 
 weft_err RelayFromGrandchild(weft_ctx *, const weft_payload *, void *arg) {
@@ -366,6 +384,47 @@ TEST_F(Process, ErrorsKeepTheirSourceAndRelayPathAcrossTwoProcessHops) {
   EXPECT_STREQ("grandchild", weft_error_relay_at(err, 0)->name);
   EXPECT_STREQ("middle", weft_error_relay_at(err, 1)->name);
   weft_error_release(err);
+}
+
+TEST_F(Process, ASiblingReachesAnotherThroughAnActorRef) {
+  EXPECT_EQ(WEFT_OK, RunTask(rt_, "root", [&]() -> weft_err {
+              weft_nursery *n = nullptr;
+              TRY(weft_nursery_open(&n));
+              weft_actor_opts oa = Opts("a"), ob = Opts("b");
+              weft_portal *pa = nullptr, *pb = nullptr;
+              weft_err rc = weft_nursery_start_actor(n, &oa, &pa);
+              if (rc == WEFT_OK) rc = weft_nursery_start_actor(n, &ob, &pb);
+              weft_actor_ref ref{};
+              if (rc == WEFT_OK)
+                rc = weft_actor_ref_of(weft_current_runtime(),
+                                       weft_portal_aid(pa), &ref);
+              EXPECT_EQ(WEFT_OK, rc);
+              EXPECT_STREQ("a", ref.uid.name);
+              if (rc == WEFT_OK) {
+                // b, in its own process, calls a in another one.
+                weft_payload r{};
+                rc = weft_portal_run(pb, "p:pid_via", &ref, sizeof(ref), &r);
+                EXPECT_EQ(WEFT_OK, rc) << Describe(weft_task_error());
+                int pid = 0;
+                if (r.len == sizeof(pid)) std::memcpy(&pid, r.data, sizeof(pid));
+                weft_payload_free(&r);
+                EXPECT_EQ(weft_portal_pid(pa), pid);
+              }
+              // A reference to a local actor, opened locally.
+              weft_actor_ref self{};
+              EXPECT_EQ(WEFT_OK, weft_actor_ref_of(weft_current_runtime(),
+                                                   weft_current_actor(),
+                                                   &self));
+              weft_portal *ps = nullptr;
+              EXPECT_EQ(WEFT_OK,
+                        weft_portal_open_ref(weft_current_runtime(), &self, &ps));
+              if (ps) {
+                EXPECT_EQ(weft_current_actor().id, weft_portal_aid(ps).id);
+                weft_portal_free(ps);
+              }
+              if (rc == WEFT_OK) rc = weft_nursery_cancel(n);
+              return weft_nursery_exit(n, rc);
+            }));
 }
 
 // ---- a parent that dies, and SIGINT: each in a separate process P --------
