@@ -19,7 +19,11 @@ function(weft_target_warnings target)
   endif()
 endfunction()
 
-# weft_add_gtest(name SOURCES a.cc b.cc [TIMEOUT s] [LABELS l...])
+# weft_add_gtest(name SOURCES a.cc b.cc [TIMEOUT s] [LABELS l])
+# One label per test: gtest_discover_tests flattens a list of them into
+# set_tests_properties, where only the first survives. ctest -L/-LE take
+# regular expressions, so compound names select: "concurrent" matches
+# net_concurrent too, "fork" matches net_fork and process_fork.
 # Every test gets a timeout so that a hang fails instead of stalling CI.
 function(weft_add_gtest name)
   cmake_parse_arguments(A "" "TIMEOUT" "SOURCES;LABELS" ${ARGN})

@@ -8,10 +8,13 @@
 // context_cg_test_process), every nursery then starting its actors in child
 // processes. What a child records for the test (Record, FailGate) lives in
 // shared memory (weft/testing/shared.h); TreeGone also requires that no
-// process of the tree is left. In-process only, skipped that way: S117-S119
-// and the §9.6 third-actor and §3 two-hop tests, where an actor reaches
-// another one by an aid passed in a payload (an aid names an actor of one
-// process).
+// process of the tree is left. Where an actor reaches another one through a
+// payload (S117-S119, the §9.6 third-actor and §3 two-hop tests) the payload
+// carries a weft_actor_ref, not a weft_aid (an aid names an actor of one
+// process): whoever holds the portal makes it (weft_actor_ref_of, in the
+// process where that aid is valid) and the receiver opens it
+// (weft_portal_open_ref), locally in-process, through a connection to the
+// actor's process otherwise.
 //
 // Not ported (they cannot run with in-process actors):
 //   S071 test_cancel_via_SIGINT: sends SIGINT to the root's own pid; a
@@ -45,9 +48,9 @@
 //        the KeyboardInterrupt task cancels its sibling, as trio's nursery
 //        does when one task raises.
 //   S117-S119 find_actor('root') (discovery, section I) is replaced by
-//        passing root's address to the child. Root is an actor with a
-//        function table (enable_modules); its test body is its "h:main"
-//        function, run by a driver task.
+//        passing root's address (a weft_actor_ref) to the child. Root is
+//        an actor with a function table (enable_modules); its test body is
+//        its "h:main" function, run by a driver task.
 //   S120/S121 Python imports each enabled module in the parent while
 //        building the child's spec. weft's "modules" are function tables: the
 //        local, pre-spawn failure is an invalid table (a function without a
@@ -513,16 +516,16 @@ weft_err StreamForever(weft_ctx *ctx, const weft_payload *, void *) {
   }
 }
 
-struct AidArgs {
-  weft_aid target;
+struct RefArgs {
+  weft_actor_ref target;  // valid in any process (an aid is not)
 };
 
 // A third actor's endpoint: Portal.cancel_actor() on `target`; returns
 // whether the cancel was acknowledged (one byte).
 weft_err CancelPeer(weft_ctx *ctx, const weft_payload *a, void *) {
-  AidArgs x = ArgsOf<AidArgs>(a);
+  RefArgs x = ArgsOf<RefArgs>(a);
   weft_portal *p = nullptr;
-  weft_err rc = weft_portal_open(weft_current_runtime(), x.target, &p);
+  weft_err rc = weft_portal_open_ref(weft_current_runtime(), &x.target, &p);
   if (rc != WEFT_OK) return rc;
   bool acked = false;
   rc = weft_portal_cancel_actor(p, &acked);
@@ -616,7 +619,7 @@ weft_err SpawnAndError(weft_ctx *, const weft_payload *a, void *) {
 }
 
 struct BackArgs {
-  weft_aid root;
+  weft_actor_ref root;  // valid in any process (an aid is not)
   const char *fn; // static string
   Record *rec;
 };
@@ -627,7 +630,8 @@ weft_err SleepBackActor(weft_ctx *, const weft_payload *a, void *) {
   BackArgs x = ArgsOf<BackArgs>(a);
   x.rec->SetUid("child.uid", weft_current_uid());
   weft_portal *p = nullptr;
-  weft_err rc = weft_portal_open(weft_current_runtime(), x.root, &p);
+  weft_err rc = weft_portal_open_ref(weft_current_runtime(), &x.root, &p);
+  EXPECT_EQ(WEFT_OK, rc) << Describe(weft_task_error());
   if (rc != WEFT_OK) return rc;
   rc = weft_portal_run(p, x.fn, nullptr, 0, nullptr);
   weft_portal_free(p);
@@ -641,8 +645,8 @@ weft_err ShortSleep(weft_ctx *, const weft_payload *, void *) {
 }
 
 struct RelayArgs {
-  uint32_t n;         // hops left after this one
-  weft_aid next[4];   // next[0] is the actor this one calls
+  uint32_t n;               // hops left after this one
+  weft_actor_ref next[4];   // next[0] is the actor this one calls
   Record *rec;
 };
 
@@ -659,7 +663,8 @@ weft_err Relay(weft_ctx *ctx, const weft_payload *a, void *) {
   RelayArgs x = ArgsOf<RelayArgs>(a);
   std::string me = weft_current_uid()->name;
   weft_portal *p = nullptr;
-  weft_err rc = weft_portal_open(weft_current_runtime(), x.next[0], &p);
+  weft_err rc = weft_portal_open_ref(weft_current_runtime(), &x.next[0], &p);
+  EXPECT_EQ(WEFT_OK, rc) << me << ": " << Describe(weft_task_error());
   if (rc != WEFT_OK) return rc;
   RelayArgs down = x;
   const char *fn = "t:raise_after_started";
@@ -1448,10 +1453,15 @@ weft_err RootMain(weft_ctx *, const weft_payload *a, void *) {
   weft_err rc = weft_nursery_open(&n);
   if (rc != WEFT_OK) return rc;
   weft_actor_opts o{"sleep_back_actor", kFns, kNFns, WEFT_SPAWN_DEFAULT};
-  BackArgs ba{weft_current_actor(), x.fn, x.rec};
+  // Root's address, for a child that may live in another process.
+  BackArgs ba{{}, x.fn, x.rec};
+  rc = weft_actor_ref_of(weft_current_runtime(), weft_current_actor(),
+                         &ba.root);
+  EXPECT_EQ(WEFT_OK, rc);
   weft_portal *p = nullptr;
-  rc = weft_nursery_run_in_actor(n, &o, "t:sleep_back_actor", &ba, sizeof(ba),
-                                 &p);
+  if (rc == WEFT_OK)
+    rc = weft_nursery_run_in_actor(n, &o, "t:sleep_back_actor", &ba,
+                                   sizeof(ba), &p);
   EXPECT_EQ(WEFT_OK, rc);
   rc = ExitNursery(n, rc, {p});
   x.rec->Int("root.rc", rc);
@@ -1525,17 +1535,13 @@ void CheckRootGotInception(Record &rec) {
   EXPECT_EQ(0u, e->group_len);
 }
 
-// Root is a bare weft_spawn() actor and its child calls back into it by the
-// aid passed in its arguments (find_actor('root') in tractor): an aid names
-// an actor of one process, so a child in another process cannot use it.
-constexpr const char *kRpcInProcessOnly =
-    "in-process only: the child calls back into root by an aid passed in "
-    "its arguments (aids are per process)";
+// Root is a bare weft_spawn() actor (always in this process) and its child
+// calls back into it by the weft_actor_ref passed in its arguments
+// (find_actor('root') in tractor), from this process or from a child one.
 
 // S117: root exposes nothing (but its harness entry): the child gets
 // RAE[ModuleNotExposed]; root gets the inception.
 TEST_F(CG, S117_RpcErrors_RootExposesNothing) {
-  if (SpawnsProcesses()) GTEST_SKIP() << kRpcInProcessOnly;
   Record &rec = *SharedNew<Record>();
   RunRpcScenario(rt_, false, "test:short_sleep", &rec);
   CheckChildSawRefusal(rec, "test:short_sleep");
@@ -1544,7 +1550,6 @@ TEST_F(CG, S117_RpcErrors_RootExposesNothing) {
 
 // S118: root exposes the test module: the call succeeds, no error.
 TEST_F(CG, S118_RpcErrors_RootExposesShortSleep) {
-  if (SpawnsProcesses()) GTEST_SKIP() << kRpcInProcessOnly;
   Record &rec = *SharedNew<Record>();
   RunRpcScenario(rt_, true, "test:short_sleep", &rec);
   EXPECT_EQ(WEFT_OK, rec.Int("child.rc"));
@@ -1556,7 +1561,6 @@ TEST_F(CG, S118_RpcErrors_RootExposesShortSleep) {
 // S119: an unknown function in an exposed module (AttributeError in
 // tractor; NO_SUCH_FUNCTION in weft): same shape as S117.
 TEST_F(CG, S119_RpcErrors_FakeFunc) {
-  if (SpawnsProcesses()) GTEST_SKIP() << kRpcInProcessOnly;
   Record &rec = *SharedNew<Record>();
   RunRpcScenario(rt_, true, "test:fake_func", &rec);
   CheckChildSawRefusal(rec, "test:fake_func");
@@ -1697,9 +1701,16 @@ void RunInterPeer(weft_runtime *rt, std::vector<PeerCtxTask *> holders,
       };
       for (int i = 0; i < 5000 && !all_open(); i++) weft_sleep(1 * kMs);
       EXPECT_TRUE(all_open());
-      AidArgs aa{weft_portal_aid(sp)};
+      // The sleeper's address, valid in C's process too.
+      RefArgs aa{};
+      r = weft_actor_ref_of(weft_current_runtime(), weft_portal_aid(sp),
+                            &aa.target);
+      EXPECT_EQ(WEFT_OK, r);
+      EXPECT_EQ(SpawnsProcesses(), aa.target.pid != getpid())
+          << "a reference to an actor of another process iff it is one";
       weft_payload res{};
-      r = weft_portal_run(cp, "t:cancel_peer", &aa, sizeof(aa), &res);
+      if (r == WEFT_OK)
+        r = weft_portal_run(cp, "t:cancel_peer", &aa, sizeof(aa), &res);
       EXPECT_EQ(WEFT_OK, r) << Describe(weft_task_error());
       EXPECT_EQ(1u, res.len);
       if (res.len == 1) {
@@ -1715,13 +1726,10 @@ void RunInterPeer(weft_runtime *rt, std::vector<PeerCtxTask *> holders,
   EXPECT_EQ(WEFT_OK, rc) << "daemons cancelled at teardown add no error";
 }
 
-// The canceller reaches its sibling by the aid root passes in a payload.
-constexpr const char *kPeerInProcessOnly =
-    "in-process only: the canceller reaches the sleeper by an aid passed in "
-    "a payload (aids are per process)";
+// The canceller reaches its sibling by the weft_actor_ref root passes in a
+// payload (the sleeper may live in another process than C).
 
 TEST_F(CG, Rule9_6_ThirdActorCancelsPeer_EveryContextGetsCtxcNamingIt) {
-  if (SpawnsProcesses()) GTEST_SKIP() << kPeerInProcessOnly;
   PeerCtxTask a, b;
   weft_uid s{}, c{};
   weft_aid saddr{};
@@ -1755,7 +1763,6 @@ TEST_F(CG, Rule9_6_ThirdActorCancelsPeer_EveryContextGetsCtxcNamingIt) {
 // that error propagates; the exit calls ctx.cancel() (cancel_called, not
 // acked) and the remote error stays C's ctxc.
 TEST_F(CG, Rule9_6_LocalErrorWhileHandlingPeerCtxcPropagates) {
-  if (SpawnsProcesses()) GTEST_SKIP() << kPeerInProcessOnly;
   PeerCtxTask a;
   a.raise_other = true;
   weft_uid s{}, c{};
@@ -1778,9 +1785,6 @@ TEST_F(CG, Rule9_6_LocalErrorWhileHandlingPeerCtxcPropagates) {
 // first relay, src_uid/src_type stay the origin's, and each hop appends
 // itself to the relay path.
 TEST_F(CG, Rule3_RelayedErrorKeepsSourceAndAppendsPathAcrossTwoHops) {
-  if (SpawnsProcesses())
-    GTEST_SKIP() << "in-process only: each hop reaches the next sibling by "
-                    "an aid passed in a payload (aids are per process)";
   Record &rec = *SharedNew<Record>();
   weft_uid origin{}, hop_a{}, hop_b{};
   weft_err res_rc = WEFT_EINVAL, exit_rc = WEFT_EINVAL;
@@ -1805,8 +1809,12 @@ TEST_F(CG, Rule3_RelayedErrorKeepsSourceAndAppendsPathAcrossTwoHops) {
         }
         RelayArgs ra{};
         ra.n = 2; // hop_a relays via hop_b to origin
-        ra.next[0] = weft_portal_aid(p[1]);
-        ra.next[1] = weft_portal_aid(p[2]);
+        // Each hop reaches the next sibling by its weft_actor_ref (valid in
+        // the hop's process, whichever it is).
+        for (int i = 0; i < 2; i++)
+          TRY(weft_actor_ref_of(weft_current_runtime(),
+                                weft_portal_aid(p[i + 1]), &ra.next[i]));
+        EXPECT_EQ(SpawnsProcesses(), ra.next[0].pid != getpid());
         ra.rec = &rec;
         weft_ctx *ctx = nullptr;
         weft_err r = weft_open_context(p[0], "t:relay", &ra, sizeof(ra),

@@ -13,9 +13,11 @@
  * processes: what a child's function records for the test, or reads from
  * it, is made in shared memory (SharedNew, weft/testing/shared.h), and
  * Settle() synchronises by a round trip to the peer, which holds across
- * processes. In-process only, skipped that way: S104/S105 (each consumer
- * reaches the publisher by an aid passed in its arguments; an aid names an
- * actor of one process).
+ * processes. S104/S105's consumers reach the publisher through their
+ * arguments: those carry a weft_actor_ref (made by root, which holds the
+ * publisher's portal), not a weft_aid, which names an actor of one process
+ * only; a consumer opens it with weft_portal_open_ref, locally in-process,
+ * through a connection to the publisher's process otherwise.
  *
  * Adaptations, and what the API cannot express:
  *   - S093 (`@stream` on a function without a ctx parameter is a
@@ -24,8 +26,9 @@
  *     What is left at run time is that an exposed function without a body is
  *     refused (WEFT_EINVAL) and one taking a ctx is accepted.
  *   - S094/S095 step 1 (`find_actor('streamerd')` is None) and S104/S105's
- *     `wait_for_actor('publisher')`: weft has no discovery API; the portal
- *     or aid is handed over directly.
+ *     `wait_for_actor('publisher')`: weft's discovery API (the registry) is
+ *     not used here; the portal, or an actor reference, is handed over
+ *     directly.
  *   - Legacy one-way streams (`open_stream_from`) are contexts whose callee
  *     only yields (§W.1): OpenStreamFrom/CloseStreamFrom below. S094 and
  *     S095 (async generator vs `@stream` + send_yield) are one mechanism in
@@ -1105,24 +1108,45 @@ TEST_F(ScenarioF, S103_RespawnConsumerTask) {
 
 /* ---- S104-S105 test_dynamic_pub_sub ---- */
 
-struct PubSub {
-  /* the publisher actor's registry (only its tasks touch it) */
-  std::map<std::string, std::set<weft_stream *>> registry{{"even", {}},
-                                                          {"odd", {}}};
+/* What the publisher and the consumers observed, read by the test: in the
+ * shared arena (SharedNew), the actors may be other processes. */
+struct PubSubObs {
   std::atomic<int> publisher_rc{-1};
   struct Cons {
-    std::mutex mu;
-    std::vector<int32_t> values;
+    /* The values received, in order: the first kCap of them (at ~1 kHz,
+     * more than any run of the test receives). */
+    static constexpr size_t kCap = size_t(1) << 16;
+    SharedSpinLock mu;
+    int32_t values[kCap]; /* under mu */
+    size_t nvalues = 0;   /* under mu; may exceed kCap */
     std::atomic<int> n{0};
     std::atomic<bool> saw_even{false}, saw_odd{false};
     std::atomic<int> end_rc{-1};
     std::atomic<bool> end_is_ctxc_from_root{false};
-    std::string end_err; /* under mu */
+    SharedString<512> end_err; /* under mu */
+    void Push(int32_t v) {
+      std::lock_guard<SharedSpinLock> g(mu);
+      if (nvalues < kCap) values[nvalues] = v;
+      nvalues++;
+    }
+    std::vector<int32_t> Values(size_t *total) {
+      std::lock_guard<SharedSpinLock> g(mu);
+      *total = nvalues;
+      return std::vector<int32_t>(values, values + std::min(nvalues, kCap));
+    }
   } cons[3];
 };
 
+/* The publisher actor's own state (only its tasks touch it: with
+ * WEFT_SPAWN=process, its process's copy). */
+struct PubSub {
+  std::map<std::string, std::set<weft_stream *>> registry{{"even", {}},
+                                                          {"odd", {}}};
+  PubSubObs *obs;
+};
+
 struct ConsArgs {
-  weft_aid pub;
+  weft_actor_ref pub; /* valid in any process (an aid is not) */
   int idx;
   char topics[16];
 };
@@ -1151,7 +1175,7 @@ weft_err Publisher(weft_ctx *, const weft_payload *, void *arg) {
       if ((rc = SendInt(s, val)) == WEFT_ECANCELED) break;
     if (rc == WEFT_ECANCELED || (rc = weft_sleep(1 * kMs)) != WEFT_OK) break;
   }
-  ps->publisher_rc = rc;
+  ps->obs->publisher_rc = rc;
   return rc;
 }
 
@@ -1175,13 +1199,17 @@ weft_err Subscribe(weft_ctx *ctx, const weft_payload *, void *arg) {
 /* consumer(subs): a static consumer sends its topics once; the dynamic one
  * flips between them every 7 values. */
 weft_err ConsumerFn(weft_ctx *, const weft_payload *args, void *arg) {
-  auto *ps = static_cast<PubSub *>(arg);
+  auto *obs = static_cast<PubSubObs *>(arg);
   ConsArgs a;
   std::memcpy(&a, args->data, sizeof(a));
-  auto &me = ps->cons[a.idx];
+  auto &me = obs->cons[a.idx];
   weft_portal *p;
-  weft_err rc = weft_portal_open(weft_current_runtime(), a.pub, &p);
-  if (rc != WEFT_OK) return rc;
+  weft_err rc = weft_portal_open_ref(weft_current_runtime(), &a.pub, &p);
+  if (rc != WEFT_OK) {
+    ADD_FAILURE() << "open_ref(publisher): " << weft_errname(rc) << " ("
+                  << ErrStr() << ")";
+    return rc;
+  }
   weft_ctx *ctx;
   if ((rc = weft_open_context(p, "pub:subscribe", nullptr, 0, nullptr, &ctx,
                               nullptr)) != WEFT_OK) {
@@ -1192,10 +1220,7 @@ weft_err ConsumerFn(weft_ctx *, const weft_payload *args, void *arg) {
   weft_err body = weft_ctx_open_stream(ctx, nullptr, &s);
   std::vector<std::string> subs = SplitTopics(a.topics);
   auto record = [&](int32_t v) {
-    {
-      std::lock_guard<std::mutex> g(me.mu);
-      me.values.push_back(v);
-    }
+    me.Push(v);
     (v % 2 == 0 ? me.saw_even : me.saw_odd) = true;
     me.n++;
   };
@@ -1225,8 +1250,8 @@ weft_err ConsumerFn(weft_ctx *, const weft_payload *args, void *arg) {
   me.end_is_ctxc_from_root =
       rc == WEFT_EREMOTE && bool(IsContextCancelled(weft_task_error(), "root"));
   {
-    std::lock_guard<std::mutex> g(me.mu);
-    me.end_err = rc == WEFT_OK ? "" : ErrStr();
+    std::lock_guard<SharedSpinLock> g(me.mu);
+    me.end_err.Set(rc == WEFT_OK ? "" : ErrStr());
   }
   weft_ctx_free(ctx);
   weft_portal_free(p);
@@ -1247,14 +1272,13 @@ class F3DynamicPubSub : public ScenarioF,
  * error is raised once every consumer has received values (instead of
  * after 3 s). */
 TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
-  if (SpawnsProcesses())
-    GTEST_SKIP() << "in-process only: each consumer reaches the publisher by "
-                    "an aid passed in its arguments (aids are per process)";
   const PubSubParam prm = GetParam();
+  PubSubObs &obs = *SharedNew<PubSubObs>();
   PubSub ps;
+  ps.obs = &obs;
   std::vector<weft_function> pub_fns = {{"pub:publisher", Publisher, &ps},
                                         {"pub:subscribe", Subscribe, &ps}};
-  std::vector<weft_function> cons_fns = {{"cons:consumer", ConsumerFn, &ps}};
+  std::vector<weft_function> cons_fns = {{"cons:consumer", ConsumerFn, &obs}};
   const char *names[3] = {"consumer_even", "consumer_odd", "consumer_dynamic"};
   const char *topics[3] = {"even", "odd", "even,odd"};
   auto t0 = Clock::now();
@@ -1269,9 +1293,18 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
     weft_err body = weft_nursery_run_in_actor(n, &po, "pub:publisher",
                                               nullptr, 0, &pp);
     if (pp) portals.push_back(pp);
+    /* The publisher's address, valid in the consumers' processes too. */
+    weft_actor_ref pub{};
+    if (body == WEFT_OK) {
+      body = weft_actor_ref_of(weft_current_runtime(), weft_portal_aid(pp),
+                               &pub);
+      F_EXPECT(WEFT_OK, body);
+      EXPECT_EQ(SpawnsProcesses(), pub.pid != getpid())
+          << "a reference to an actor of another process iff it is one";
+    }
     for (int i = 0; i < 3 && body == WEFT_OK; i++) {
       ConsArgs a{};
-      a.pub = weft_portal_aid(pp);
+      a.pub = pub;
       a.idx = i;
       std::snprintf(a.topics, sizeof(a.topics), "%s", topics[i]);
       weft_actor_opts co{names[i], cons_fns.data(), cons_fns.size(), WEFT_SPAWN_DEFAULT};
@@ -1283,8 +1316,8 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
     if (body == WEFT_OK)
       body = WaitUntil(
           [&] {
-            return ps.cons[0].n >= 10 && ps.cons[1].n >= 10 &&
-                   ps.cons[2].saw_even && ps.cons[2].saw_odd;
+            return obs.cons[0].n >= 10 && obs.cons[1].n >= 10 &&
+                   obs.cons[2].saw_even && obs.cons[2].saw_odd;
           },
           "every consumer to receive values", 15);
     if (body == WEFT_OK)
@@ -1326,10 +1359,11 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
   EXPECT_RC(nrc, rc);
   EXPECT_TRUE(right_error) << "the raised error escapes, bare or in a group";
   EXPECT_LT(Seconds(t0), 20.0 * kSlack);
-  EXPECT_RC(WEFT_ECANCELED, ps.publisher_rc.load());
+  EXPECT_RC(WEFT_ECANCELED, obs.publisher_rc.load());
   for (int i = 0; i < 3; i++) {
-    std::lock_guard<std::mutex> g(ps.cons[i].mu);
-    const auto &v = ps.cons[i].values;
+    size_t total = 0;
+    const std::vector<int32_t> v = obs.cons[i].Values(&total);
+    EXPECT_EQ(total, v.size()) << names[i] << ": values kept";
     EXPECT_TRUE(std::is_sorted(v.begin(), v.end()) &&
                 std::adjacent_find(v.begin(), v.end()) == v.end())
         << names[i] << ": values strictly increasing";
@@ -1344,11 +1378,16 @@ TEST_P(F3DynamicPubSub, ErrorEscapesAndAllActorsTornDown) {
     /* Torn down by the nursery: the consumer's context exit raises the
      * ctxc (canceller root) of the publisher's subscribe task, or the
      * consumer's own cancel came first. */
-    int end = ps.cons[i].end_rc.load();
-    EXPECT_TRUE((end == WEFT_EREMOTE && ps.cons[i].end_is_ctxc_from_root) ||
+    int end = obs.cons[i].end_rc.load();
+    std::string end_err;
+    {
+      std::lock_guard<SharedSpinLock> g(obs.cons[i].mu);
+      end_err = obs.cons[i].end_err.Get();
+    }
+    EXPECT_TRUE((end == WEFT_EREMOTE && obs.cons[i].end_is_ctxc_from_root) ||
                 end == WEFT_ECANCELED)
         << names[i] << " ended with " << weft_errname(weft_err(end)) << ": "
-        << ps.cons[i].end_err;
+        << end_err;
   }
 }
 
