@@ -3638,3 +3638,16 @@ weft_portal_open_ref(weft_runtime *rt, const weft_actor_ref *ref,
 		return WEFT_EINVAL;
 	return weft_net_connect(rt, ref->host, ref->port, ref->actor_id, out);
 }
+
+uint16_t
+weft__net_registry_addr(weft_runtime *rt, char *host, size_t cap)
+{
+	struct weft__net *n = net_get(rt, false);
+	if (n == NULL)
+		return 0;
+	pthread_mutex_lock(&n->lock);
+	uint16_t port = n->reg_port;
+	snprintf(host, cap, "%s", n->reg_host);
+	pthread_mutex_unlock(&n->lock);
+	return port;
+}

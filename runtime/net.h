@@ -51,6 +51,10 @@ void weft__net_conn_on_end(struct weft__conn *c, void (*fn)(void *arg),
 /* A copy of the options (the token into `token`, 64 bytes). */
 void weft__net_opts_get(weft_runtime *rt, weft_net_opts *o, uint8_t *token);
 
+/* The registry this runtime joined (weft_registry_open): its port (0:
+ * none) and host. */
+uint16_t weft__net_registry_addr(weft_runtime *rt, char *host, size_t cap);
+
 /* Runtime close: says bye on every connection, stops the I/O thread. */
 void weft__net_shutdown(weft_runtime *rt);
 

@@ -40,6 +40,10 @@ struct child_spec {
 	size_t nfns;
 	uint16_t parent_port;
 	pid_t parent_pid;
+	/* The registry the parent joined: the child joins it and registers
+	 * its actor (tractor's actors register on start). */
+	char reg_host[64];
+	uint16_t reg_port;
 };
 
 struct child_state {
@@ -123,6 +127,12 @@ run_child(struct child_spec *sp)
 		rc = 72;
 		goto out;
 	}
+	if (sp->reg_port &&
+	    (weft_registry_open(rt, sp->reg_host, sp->reg_port, NULL) !=
+	             WEFT_OK ||
+	     weft_registry_register(rt, aid) != WEFT_OK))
+		WEFT_LOG(WEFT_LOG_WARNING, "%s: cannot register with %s:%u",
+		         sp->name, sp->reg_host, (unsigned)sp->reg_port);
 	struct weft__conn *c = weft__net_conn_hold(rt, weft_portal_aid(parent));
 	if (c) {
 		weft__net_conn_on_end(c, parent_gone, &st);
@@ -214,6 +224,8 @@ weft__spawn_process(weft_runtime *rt, const weft_spawn_opts *o,
 	sp->nfns = o->nfunctions;
 	sp->parent_port = port;
 	sp->parent_pid = getpid();
+	sp->reg_port = weft__net_registry_addr(rt, sp->reg_host,
+	                                       sizeof(sp->reg_host));
 	struct weft__expect *x = weft__net_expect_child(rt, &sp->uid);
 	if (x == NULL) {
 		free(sp);
@@ -390,7 +402,12 @@ weft__spawn_exec(weft_runtime *rt, const weft_spawn_opts *o, weft_aid *aid,
 	weft__random_bytes(uid.uuid, sizeof(uid.uuid));
 
 	char a_port[32], a_uid[WEFT_NAME_MAX + 48], a_ns[1100], a_tok[160],
-		a_work[32], a_hb[32], a_log[32], a_ppid[32];
+		a_work[32], a_hb[32], a_log[32], a_ppid[32], a_reg[96];
+	char reg_host[64];
+	uint16_t reg_port = weft__net_registry_addr(rt, reg_host,
+	                                            sizeof(reg_host));
+	snprintf(a_reg, sizeof(a_reg), "registry=%s:%u",
+	         reg_port ? reg_host : "", (unsigned)reg_port);
 	char uuid_hex[33], tok_hex[129], ns[1024];
 	hex(uuid_hex, uid.uuid, 16);
 	hex(tok_hex, token, net.auth_token_len);
@@ -406,7 +423,7 @@ weft__spawn_exec(weft_runtime *rt, const weft_spawn_opts *o, weft_aid *aid,
 	const char *prog = rt->cfg.child_program ? rt->cfg.child_program
 	                                         : "/proc/self/exe";
 	char *argv[] = {(char *)prog, "--weft-child", a_port, a_uid, a_ns,
-	                a_tok, a_work, a_hb, a_log, a_ppid, NULL};
+	                a_tok, a_work, a_hb, a_log, a_ppid, a_reg, NULL};
 
 	struct weft__expect *x = weft__net_expect_child(rt, &uid);
 	if (x == NULL)
@@ -483,6 +500,13 @@ weft_main(int argc, char **argv)
 			sp->cfg.log_level = atoi(a + 4);
 		} else if (strncmp(a, "ppid=", 5) == 0) {
 			sp->parent_pid = (pid_t)atoi(a + 5);
+		} else if (strncmp(a, "registry=", 9) == 0) {
+			const char *colon = strrchr(a + 9, ':');
+			if (colon && colon > a + 9) {
+				snprintf(sp->reg_host, sizeof(sp->reg_host), "%.*s",
+				         (int)(colon - (a + 9)), a + 9);
+				sp->reg_port = (uint16_t)atoi(colon + 1);
+			}
 		}
 	}
 	if (!have_uid || sp->parent_port == 0) {

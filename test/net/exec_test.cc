@@ -3,6 +3,8 @@
 // weft_main(), and a separate program (weft_exec_child). This binary has
 // its own main(): weft_expose() and weft_main() come first.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -144,6 +146,57 @@ TEST_F(ExecNamed, AProgramThatIsNotAWeftChildFailsTheSpawnClearly) {
       &err);
   EXPECT_NE(WEFT_OK, rc);
   weft_error_release(err);
+}
+
+// tractor's test_reg_then_unreg (S137), with exec children: the root is
+// the registrar and registers itself; a child registers on start (it
+// joins the registry its parent joined) and is gone from the registry
+// after the nursery cancelled it.
+TEST_F(Exec, ChildRegistersOnStartAndIsUnregisteredAfterCancel) {
+  int sock = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof(a);
+  ASSERT_EQ(0, bind(sock, reinterpret_cast<sockaddr *>(&a), sizeof(a)));
+  ASSERT_EQ(0, getsockname(sock, reinterpret_cast<sockaddr *>(&a), &alen));
+  close(sock);
+  uint16_t port = ntohs(a.sin_port);
+  bool is_reg = false;
+  ASSERT_EQ(WEFT_OK, weft_registry_open(rt_, "127.0.0.1", port, &is_reg));
+  EXPECT_TRUE(is_reg);
+  EXPECT_EQ(WEFT_OK, RunTask(rt_, "root", [&]() -> weft_err {
+              weft_runtime *rt = weft_current_runtime();
+              EXPECT_EQ(WEFT_OK,
+                        weft_registry_register(rt, weft_current_actor()));
+              weft_nursery *n = nullptr;
+              weft_err rc = weft_nursery_open(&n);
+              if (rc != WEFT_OK) return rc;
+              weft_actor_opts o{"kid", kFns, 2, WEFT_SPAWN_EXEC};
+              weft_portal *p = nullptr;
+              rc = weft_nursery_start_actor(n, &o, &p);
+              weft_portal *found = nullptr;
+              if (rc == WEFT_OK)
+                rc = weft_registry_find(rt, "kid", true, 5000, &found);
+              EXPECT_EQ(WEFT_OK, rc) << Describe(weft_task_error());
+              if (found) weft_portal_free(found);
+              weft_uid uids[8];
+              size_t count = 0;
+              EXPECT_EQ(WEFT_OK, weft_registry_list(rt, uids, 8, &count));
+              EXPECT_EQ(2u, count) << "root and kid";
+              if (rc == WEFT_OK) rc = weft_nursery_cancel(n);
+              rc = weft_nursery_exit(n, rc);
+              // Unregistered: at its exit, or when its connection to the
+              // registrar ended.
+              for (int i = 0; i < 200; i++) {
+                EXPECT_EQ(WEFT_OK, weft_registry_list(rt, uids, 8, &count));
+                if (count == 1) break;
+                weft_sleep(10 * 1000000u);
+              }
+              EXPECT_EQ(1u, count);
+              EXPECT_STREQ("root", uids[0].name);
+              return rc;
+            }));
 }
 
 }  // namespace
