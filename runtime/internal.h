@@ -144,6 +144,9 @@ void weft__sigint_forget(weft_runtime *rt);
 void weft__random_bytes(uint8_t *out, size_t n);
 
 void weft__log_set_actor(const weft_uid *uid);
+/* Set once, before any thread: every log line of this process starts
+ * with it (a child process: its actor and its parent). */
+void weft__log_set_process(const char *prefix);
 
 /* Runtime-wide actor bookkeeping (actor.c), used by runtime.c. */
 void weft__actor_stats(weft_runtime *rt, uint64_t *spawned, uint64_t *exited,

@@ -74,6 +74,15 @@ weft_log_set_sink(weft_log_sink_fn fn, void *arg)
 	pthread_mutex_unlock(&sink_lock);
 }
 
+/* A child process says which it is in every line (spawn.c). */
+static char proc_prefix[112];
+
+void
+weft__log_set_process(const char *prefix)
+{
+	snprintf(proc_prefix, sizeof(proc_prefix), "%s", prefix);
+}
+
 void
 weft_log_write(int level, const char *fmt, ...)
 {
@@ -92,6 +101,9 @@ weft_log_write(int level, const char *fmt, ...)
 	n = strftime(line, sizeof(line), "%H:%M:%S", &tm);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%06ld %-7s ",
 	                      ts.tv_nsec / 1000, level_names[level]);
+	if (proc_prefix[0])
+		n += (size_t)snprintf(line + n, sizeof(line) - n, "{%s} ",
+		                      proc_prefix);
 	if (tls_actor) {
 		char uid[WEFT_NAME_MAX + 16];
 		weft_uid_format(tls_actor, uid, sizeof(uid));

@@ -99,6 +99,11 @@ wait_exited(struct child_state *st, unsigned ms)
 static int
 run_child(struct child_spec *sp)
 {
+	char uid[WEFT_NAME_MAX + 16], prefix[112];
+	weft_uid_format(&sp->uid, uid, sizeof(uid));
+	snprintf(prefix, sizeof(prefix), "%s pid %d, child of %d", uid,
+	         (int)getpid(), (int)getppid());
+	weft__log_set_process(prefix);
 	struct child_state st = {.lock = PTHREAD_MUTEX_INITIALIZER,
 	                         .cond = PTHREAD_COND_INITIALIZER};
 	weft_runtime *rt = NULL;
