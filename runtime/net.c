@@ -3651,3 +3651,15 @@ weft__net_registry_addr(weft_runtime *rt, char *host, size_t cap)
 	pthread_mutex_unlock(&n->lock);
 	return port;
 }
+
+void
+weft__net_registry_use(weft_runtime *rt, const char *host, uint16_t port)
+{
+	struct weft__net *n = net_get(rt, true);
+	if (n == NULL)
+		return;
+	pthread_mutex_lock(&n->lock);
+	snprintf(n->reg_host, sizeof(n->reg_host), "%s", host);
+	n->reg_port = port;
+	pthread_mutex_unlock(&n->lock);
+}

@@ -55,6 +55,11 @@ void weft__net_opts_get(weft_runtime *rt, weft_net_opts *o, uint8_t *token);
  * none) and host. */
 uint16_t weft__net_registry_addr(weft_runtime *rt, char *host, size_t cap);
 
+/* A child process: use the registry at host:port (its parent's) without
+ * probing it; set before anything can call the child's functions. */
+void weft__net_registry_use(weft_runtime *rt, const char *host,
+                            uint16_t port);
+
 /* Runtime close: says bye on every connection, stops the I/O thread. */
 void weft__net_shutdown(weft_runtime *rt);
 

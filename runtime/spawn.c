@@ -123,6 +123,10 @@ run_child(struct child_spec *sp)
 		rc = 71;
 		goto out;
 	}
+	/* The parent's registry, known before anything can run a function
+	 * of ours (a function may look others up at once). */
+	if (sp->reg_port)
+		weft__net_registry_use(rt, sp->reg_host, sp->reg_port);
 	/* Listen before dialing: the hello then carries the address, so a
 	 * reference to this child's actor (weft_actor_ref_of) works from any
 	 * process of the tree. */
@@ -132,10 +136,7 @@ run_child(struct child_spec *sp)
 		rc = 72;
 		goto out;
 	}
-	if (sp->reg_port &&
-	    (weft_registry_open(rt, sp->reg_host, sp->reg_port, NULL) !=
-	             WEFT_OK ||
-	     weft_registry_register(rt, aid) != WEFT_OK))
+	if (sp->reg_port && weft_registry_register(rt, aid) != WEFT_OK)
 		WEFT_LOG(WEFT_LOG_WARNING, "%s: cannot register with %s:%u",
 		         sp->name, sp->reg_host, (unsigned)sp->reg_port);
 	struct weft__conn *c = weft__net_conn_hold(rt, weft_portal_aid(parent));
