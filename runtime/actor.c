@@ -507,6 +507,13 @@ finish_exit(struct weft__actor *a, weft_exit_reason why)
 	/* release: a sender that sees closed=1 refuses; one that raced past
 	 * the check pushes a message we (or a later drain) free. */
 	atomic_store_explicit(&a->closed, 1, memory_order_release);
+	/* Before the host's end wakes a weft_task_run caller, who may close
+	 * the runtime (and its transport) at once. */
+	if (atomic_load_explicit(&a->registered, memory_order_relaxed)) {
+		atomic_store_explicit(&a->registered, false,
+		                      memory_order_relaxed);
+		weft__registry_actor_exit(rt, &a->uid);
+	}
 	if (a->host) {
 		/* Tasks end (cancelled), peers and the parent are told. */
 		weft__host_destroy(a->host);
@@ -520,8 +527,6 @@ finish_exit(struct weft__actor *a, weft_exit_reason why)
 	         : why == WEFT_EXIT_STOPPED ? "stopped"
 	                                    : "shutdown",
 	         (unsigned long long)dropped);
-	if (atomic_load_explicit(&a->registered, memory_order_relaxed))
-		weft__registry_actor_exit(rt, &a->uid);
 	if (a->on_exit)
 		a->on_exit(self, a->state, why);
 	a->handler = NULL;

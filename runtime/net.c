@@ -2275,6 +2275,7 @@ do_listen(struct weft__net *n, const char *host, uint16_t port,
 static void on_async(uv_async_t *a);
 static void registry_cmd(struct weft__net *n, struct reg_req *r);
 static void registry_shutdown(struct weft__net *n);
+static void reg_complete(struct reg_req *r, weft_err rc, const char *why);
 
 static void
 close_all(struct weft__net *n)
@@ -2702,6 +2703,9 @@ weft__net_shutdown(weft_runtime *rt)
 			k->expect->rc = WEFT_ECLOSED;
 			weft__event_complete(k->expect->ev, WEFT_OK);
 			expect_rele(k->expect);
+		} else if (k->kind == CMD_REGISTRY) {
+			reg_complete(k->rreq, WEFT_ECLOSED,
+			             "the runtime is closing");
 		}
 		free(k);
 		k = nx;

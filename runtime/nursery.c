@@ -91,6 +91,16 @@ spawn_child(weft_nursery *n, const weft_actor_opts *o, struct child **out)
 
 	if (t == NULL || t != n->owner)
 		return WEFT_ESTATE;
+	if (n->cancel_called) {
+		/* Its teardown has begun (a sibling failed, or a cancel):
+		 * a child started now would escape it. */
+		weft__task_set_error(
+			t, weft__error_here(WEFT_ERRKIND_CANCELLED, NULL,
+			                    "the nursery is being cancelled: no "
+			                    "new actor '%s'",
+			                    so.name ? so.name : "actor"));
+		return WEFT_ECANCELED;
+	}
 	struct child *c = calloc(1, sizeof(*c));
 	struct child **arr = realloc(n->children,
 	                             sizeof(*arr) * (n->nchildren + 1));
