@@ -128,15 +128,17 @@ count_items(weft_stream *s, uint32_t len, struct count_res *r,
 	memset(r, 0, sizeof(*r));
 	*why = NULL;
 	while ((rc = weft_stream_recv(s, &p)) == WEFT_OK) {
-		uint64_t t = bench_now_ns();
 		uint32_t v = ~0u;
 		size_t got = p.len;
 		if (got >= 4)
 			memcpy(&v, p.data, 4);
 		weft_payload_free(&p);
+		/* The clock only at the first item and at the end (the Stop
+		 * right behind the N-th item), as the ZeroMQ and raw
+		 * receivers time theirs: a clock read per item cost 5% of a
+		 * run. */
 		if (r->count == 0)
-			r->t_first = t;
-		r->t_last = t;
+			r->t_first = bench_now_ns();
 		if (got != len) {
 			*why = "item size";
 			return weft_fail("ValueError",
@@ -151,6 +153,7 @@ count_items(weft_stream *s, uint32_t len, struct count_res *r,
 		}
 		r->count++;
 	}
+	r->t_last = bench_now_ns();
 	return rc;
 }
 
