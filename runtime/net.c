@@ -654,6 +654,10 @@ msg_to_env(struct proxy *p, weft_msg *m, weft_v1_Envelope *env,
 		env->side = weft_v1_Side_SIDE_CALLER;
 	}
 	const uint8_t *data = weft_msg_data(m);
+	/* CANCEL and ACTOR_CANCEL carry the asking actor's uid. */
+	const weft_uid *who = m->size >= sizeof(weft_uid)
+	                              ? (const weft_uid *)data
+	                              : &n->proc_uid;
 	switch (m->type) {
 	case WEFT__MSG_START: {
 		struct weft__start_hdr hdr;
@@ -719,12 +723,7 @@ msg_to_env(struct proxy *p, weft_msg *m, weft_v1_Envelope *env,
 	case WEFT__MSG_CANCEL:
 		env->which_msg = weft_v1_Envelope_cancel_context_tag;
 		env->msg.cancel_context.has_canceller = true;
-		if (m->size >= sizeof(weft_uid))
-			uid_to_wire((const weft_uid *)data,
-			            &env->msg.cancel_context.canceller);
-		else
-			uid_to_wire(&n->proc_uid,
-			            &env->msg.cancel_context.canceller);
+		uid_to_wire(who, &env->msg.cancel_context.canceller);
 		return true;
 	case WEFT__MSG_CANCEL_ACK:
 	case WEFT__MSG_ACTOR_CANCEL_ACK:
@@ -733,12 +732,7 @@ msg_to_env(struct proxy *p, weft_msg *m, weft_v1_Envelope *env,
 	case WEFT__MSG_ACTOR_CANCEL:
 		env->which_msg = weft_v1_Envelope_cancel_actor_tag;
 		env->msg.cancel_actor.has_requester = true;
-		if (m->size >= sizeof(weft_uid))
-			uid_to_wire((const weft_uid *)data,
-			            &env->msg.cancel_actor.requester);
-		else
-			uid_to_wire(&n->proc_uid,
-			            &env->msg.cancel_actor.requester);
+		uid_to_wire(who, &env->msg.cancel_actor.requester);
 		return true;
 	default:
 		return false;
